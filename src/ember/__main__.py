@@ -1,0 +1,3 @@
+from ember.cli.main import main
+
+main()

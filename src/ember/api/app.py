@@ -1,0 +1,96 @@
+"""The ASGI application: one endpoint for every service Ember speaks.
+
+Requests are routed by their SigV4 credential scope's service name (as AWS endpoints do);
+unsigned requests go by path. Ember's own routes live under /_ember and /health.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ember.api import code_urls, wire
+from ember.api.credentials import scope_of
+from ember.api.lambda_api import LambdaApi
+from ember.errors import EmberError, ResourceNotFound
+from ember.platform import Platform
+
+ServiceHandler = Callable[[Request], Awaitable[Response]]
+
+
+class RequestIds:
+    """Stamps every response with `x-amzn-RequestId`, as AWS does."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = str(uuid.uuid4()).encode()
+
+        async def stamped(message: dict[str, object]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))  # type: ignore[call-overload]
+                headers.append((b"x-amzn-requestid", request_id))
+                message["headers"] = headers
+            await send(message)
+
+        scope.setdefault("state", {})["request_id"] = request_id.decode()
+        await self.app(scope, receive, stamped)  # type: ignore[arg-type]
+
+
+def build_app(platform: Platform) -> ASGIApp:
+    lambda_api = LambdaApi(platform)
+    services: dict[str, ServiceHandler] = {"lambda": lambda_api}
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "runtimes": sorted(platform.runtimes)})
+
+    async def code(request: Request) -> Response:
+        sha256 = request.path_params["sha256"]
+        path = platform.packages.zip_path(sha256)
+        ok = code_urls.verify(
+            platform.secret,
+            sha256,
+            request.query_params.get("expires", ""),
+            request.query_params.get("signature", ""),
+        )
+        if not ok or not path.exists():
+            return JSONResponse({"message": "Access denied or expired"}, status_code=403)
+        return FileResponse(path, media_type="application/zip")
+
+    async def aws(request: Request) -> Response:
+        scope = scope_of(request.headers, request.query_params)
+        service = scope.service if scope else "lambda"
+        handler = services.get(service)
+        if handler is None:
+            return wire.error_response(
+                _UnknownService(f"Ember does not serve the '{service}' service (yet).")
+            )
+        return await handler(request)
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/_ember/code/{sha256:str}.zip", code, methods=["GET"]),
+            Route("/{path:path}", aws, methods=methods),
+        ],
+    )
+    return RequestIds(app)
+
+
+class _UnknownService(ResourceNotFound):
+    error_type = "UnknownServiceException"
+    status = 400
+
+
+__all__ = ["EmberError", "build_app"]

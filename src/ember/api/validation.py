@@ -1,0 +1,147 @@
+"""Validate request parameters against the service model's shapes, as AWS's front end does.
+
+Violations are collected (not just the first) and reported in AWS's words:
+`2 validation errors detected: Value '100' at 'memorySize' failed to satisfy constraint:
+Member must have value greater than or equal to 128; ...`
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from ember.api.service_model import ServiceModel, Shape
+from ember.errors import raise_if_any
+
+
+@lru_cache(maxsize=512)
+def _pattern(regex: str) -> re.Pattern[str]:
+    return re.compile(regex, re.DOTALL)
+
+
+def _camel(name: str) -> str:
+    return name[:1].lower() + name[1:]
+
+
+def _show(value: Any, shape: Shape) -> str:
+    if shape.get("sensitive"):
+        return "Value"
+    if isinstance(value, bool):
+        return f"Value '{str(value).lower()}'"
+    if isinstance(value, (dict, list)):
+        return "Value"
+    return f"Value '{value}'"
+
+
+class _Checker:
+    def __init__(self, model: ServiceModel) -> None:
+        self.model = model
+        self.problems: list[str] = []
+
+    def fail(self, value: Any, shape: Shape, path: str, constraint: str) -> None:
+        self.problems.append(
+            f"{_show(value, shape)} at '{path}' failed to satisfy constraint: {constraint}"
+        )
+
+    def check(self, value: Any, shape_name: str, path: str) -> None:
+        shape = self.model.shapes[shape_name]
+        kind = shape["type"]
+        if kind == "structure":
+            self.structure(value, shape, path)
+        elif kind == "string":
+            self.string(value, shape, path)
+        elif kind in ("integer", "long"):
+            self.number(value, shape, path, integral=True)
+        elif kind in ("double", "float"):
+            self.number(value, shape, path, integral=False)
+        elif kind == "boolean":
+            if not isinstance(value, bool):
+                self.fail(value, shape, path, "Member must be a boolean")
+        elif kind == "list":
+            self.list(value, shape, path)
+        elif kind == "map":
+            self.map(value, shape, path)
+        elif kind == "blob" and not isinstance(value, (bytes, bytearray)):
+            self.fail(value, shape, path, "Member must be binary data")
+
+    def structure(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(value, shape, path, "Member must be an object")
+            return
+        members: dict[str, Any] = shape.get("members", {})
+        for required in shape.get("required", []):
+            if value.get(required) is None:
+                self.problems.append(
+                    f"Value null at '{self.join(path, required)}' failed to satisfy constraint: "
+                    "Member must not be null"
+                )
+        for key, item in value.items():
+            member = members.get(key)
+            if member is None or item is None:
+                continue
+            self.check(item, member["shape"], self.join(path, key))
+
+    @staticmethod
+    def join(path: str, member: str) -> str:
+        return f"{path}.{_camel(member)}" if path else _camel(member)
+
+    def string(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, str):
+            self.fail(value, shape, path, "Member must be a string")
+            return
+        if "enum" in shape and value not in shape["enum"]:
+            self.fail(value, shape, path, f"Member must satisfy enum value set: [{', '.join(shape['enum'])}]")
+            return
+        if "min" in shape and len(value) < shape["min"]:
+            self.fail(value, shape, path, f"Member must have length greater than or equal to {shape['min']}")
+        if "max" in shape and len(value) > shape["max"]:
+            self.fail(value, shape, path, f"Member must have length less than or equal to {shape['max']}")
+        if "pattern" in shape and not _pattern(shape["pattern"]).fullmatch(value):
+            self.fail(value, shape, path, f"Member must satisfy regular expression pattern: {shape['pattern']}")
+
+    def number(self, value: Any, shape: Shape, path: str, integral: bool) -> None:
+        ok_types: tuple[type, ...] = (int,) if integral else (int, float)
+        if isinstance(value, bool) or not isinstance(value, ok_types):
+            self.fail(value, shape, path, "Member must be a number")
+            return
+        if "min" in shape and value < shape["min"]:
+            self.fail(value, shape, path, f"Member must have value greater than or equal to {shape['min']}")
+        if "max" in shape and value > shape["max"]:
+            self.fail(value, shape, path, f"Member must have value less than or equal to {shape['max']}")
+
+    def list(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, list):
+            self.fail(value, shape, path, "Member must be a list")
+            return
+        if "min" in shape and len(value) < shape["min"]:
+            self.fail(value, shape, path, f"Member must have length greater than or equal to {shape['min']}")
+        if "max" in shape and len(value) > shape["max"]:
+            self.fail(value, shape, path, f"Member must have length less than or equal to {shape['max']}")
+        member = shape["member"]["shape"]
+        for item in value:
+            if item is not None:
+                self.check(item, member, path)
+
+    def map(self, value: Any, shape: Shape, path: str) -> None:
+        if not isinstance(value, dict):
+            self.fail(value, shape, path, "Member must be a map")
+            return
+        key_shape = self.model.shapes[shape["key"]["shape"]]
+        inner = _Checker(self.model)
+        for key, item in value.items():
+            inner.string(key, key_shape, path)
+            if item is not None:
+                self.check(item, shape["value"]["shape"], path)
+        if inner.problems:
+            constraint = inner.problems[0].split("failed to satisfy constraint: ", 1)[1]
+            self.problems.append(
+                f"Value at '{path}' failed to satisfy constraint: Map keys must satisfy "
+                f"constraint: [{constraint}]"
+            )
+
+
+def validate(model: ServiceModel, shape_name: str, params: dict[str, Any]) -> None:
+    checker = _Checker(model)
+    checker.check(params, shape_name, "")
+    raise_if_any(checker.problems)

@@ -1,0 +1,167 @@
+"""rest-json on the wire: request → parameters, result → response, both driven by the model."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ember.api.service_model import Route, ServiceModel, Shape
+from ember.errors import EmberError, InvalidRequestContent, RequestEntityTooLarge, ValidationError
+
+JSON_TYPE = "application/json"
+
+
+async def read_body(request: Request, limit: int, operation: str) -> bytes:
+    """Read at most `limit` bytes; a larger body is refused without buffering all of it."""
+    declared = request.headers.get("content-length")
+    too_large = RequestEntityTooLarge(
+        f"Request must be smaller than {limit} bytes for the {operation} operation"
+    )
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _scalar(model: ServiceModel, shape_name: str, raw: str, name: str) -> Any:
+    kind = model.shapes[shape_name]["type"]
+    if kind in ("integer", "long"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValidationError(
+                f"1 validation error detected: Value '{raw}' at '{name}' failed to satisfy "
+                "constraint: Member must be a number"
+            ) from None
+    if kind == "boolean":
+        return raw.lower() == "true"
+    return raw
+
+
+def _decode_blobs(model: ServiceModel, shape_name: str, value: Any) -> Any:
+    """JSON bodies carry blobs as base64; turn them into bytes where the model says blob."""
+    shape = model.shapes[shape_name]
+    kind = shape["type"]
+    if kind == "blob" and isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidRequestContent("Could not decode base64 data in the request") from None
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.get("members", {})
+        return {
+            k: _decode_blobs(model, members[k]["shape"], v) if k in members else v
+            for k, v in value.items()
+        }
+    if kind == "list" and isinstance(value, list):
+        return [_decode_blobs(model, shape["member"]["shape"], v) for v in value]
+    return value
+
+
+def parse(
+    model: ServiceModel, route: Route, request: Request, path_params: dict[str, str], body: bytes
+) -> dict[str, Any]:
+    if route.input_shape is None:
+        return {}
+    shape: Shape = model.shapes[route.input_shape]
+    members: dict[str, Any] = shape.get("members", {})
+    params: dict[str, Any] = {}
+    payload_member = shape.get("payload")
+    for name, member in members.items():
+        location = member.get("location")
+        wire_name = member.get("locationName", name)
+        if location == "uri":
+            if wire_name in path_params:
+                params[name] = path_params[wire_name]
+        elif location == "querystring":
+            target = model.shapes[member["shape"]]
+            if target["type"] == "list":
+                values = request.query_params.getlist(wire_name)
+                if values:
+                    params[name] = values
+            elif wire_name in request.query_params:
+                params[name] = _scalar(model, member["shape"], request.query_params[wire_name], wire_name)
+        elif location == "header" and wire_name in request.headers:
+            params[name] = _scalar(model, member["shape"], request.headers[wire_name], wire_name)
+    if payload_member:
+        target = model.shapes[members[payload_member]["shape"]]
+        if target["type"] == "blob":
+            params[payload_member] = body
+        elif body.strip():
+            params[payload_member] = _decode_blobs(model, members[payload_member]["shape"], _json(body))
+        return params
+    if body.strip():
+        document = _json(body)
+        if not isinstance(document, dict):
+            raise InvalidRequestContent("Could not parse request body into json: expected an object")
+        for name, value in document.items():
+            member = members.get(name)
+            if member is not None and "location" not in member:
+                params[name] = _decode_blobs(model, member["shape"], value)
+    return params
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from None
+
+
+def serialize(model: ServiceModel, route: Route, result: dict[str, Any] | None) -> Response:
+    status = route.status
+    headers: dict[str, str] = {}
+    if route.output_shape is None or result is None:
+        return Response(status_code=status if status != 200 else 204)
+    shape: Shape = model.shapes[route.output_shape]
+    members: dict[str, Any] = shape.get("members", {})
+    document: dict[str, Any] = {}
+    body: bytes | None = None
+    payload_member = shape.get("payload")
+    for name, value in result.items():
+        if value is None:
+            continue
+        member = members.get(name, {})
+        location = member.get("location")
+        if location == "statusCode":
+            status = int(value)
+        elif location == "header":
+            headers[member.get("locationName", name)] = str(value)
+        elif name == payload_member:
+            body = value if isinstance(value, bytes) else orjson.dumps(value)
+        else:
+            document[name] = value
+    if body is None:
+        body = orjson.dumps(document) if document or status != 204 else b""
+    if status == 204:
+        return Response(status_code=204, headers=headers)
+    return Response(body, status_code=status, headers=headers, media_type=JSON_TYPE)
+
+
+def error_response(error: EmberError, model: ServiceModel | None = None) -> Response:
+    """AWS's error form: the status, `X-Amzn-ErrorType`, and `{"Type", "message"}`."""
+    status = error.status
+    if model is not None:
+        status = model.error_status(error.error_type) or status
+    body: dict[str, Any] = {
+        "Type": "User" if status < 500 else "Service",
+        "message": error.message,
+    }
+    body.update(error.fields)
+    return Response(
+        orjson.dumps(body),
+        status_code=status,
+        headers={"X-Amzn-ErrorType": error.error_type},
+        media_type=JSON_TYPE,
+    )

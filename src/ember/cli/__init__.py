@@ -1,0 +1,1 @@
+"""The `ember` command: a client of the public HTTP API, plus `ember server`."""

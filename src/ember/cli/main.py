@@ -1,0 +1,50 @@
+"""Entry point of the `ember` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ember.settings import Settings
+
+
+@click.group(context_settings={"auto_envvar_prefix": "EMBER", "help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ember")
+def main() -> None:
+    """Ember: a self-hosted, AWS Lambda-compatible function platform."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".ember"), show_default=True,
+              help="Where SQLite and code packages live.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9000, show_default=True)
+@click.option("--region", default="us-east-1", show_default=True)
+@click.option("--account-id", default="000000000000", show_default=True)
+@click.option("--idle-timeout", type=float, default=600.0, show_default=True,
+              help="Seconds before an idle warm instance is destroyed.")
+@click.option("--concurrency", type=int, default=1000, show_default=True,
+              help="Account concurrency limit.")
+@click.option("--log-level", default="info", show_default=True)
+def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
+           idle_timeout: float, concurrency: int, log_level: str) -> None:
+    """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
+    from ember.server import run
+    from ember.settings import Limits
+
+    settings = Settings(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        region=region,
+        account_id=account_id,
+        idle_timeout_s=idle_timeout,
+        log_level=log_level,
+        limits=Limits(account_concurrency=concurrency),
+    )
+    raise SystemExit(run(settings))
+
+
+if __name__ == "__main__":
+    main()

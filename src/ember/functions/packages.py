@@ -1,0 +1,196 @@
+"""Code packages: validate uploaded zips, store them content-addressed, unpack once.
+
+An uploaded zip is checked entry by entry before anything is written (no absolute paths, no
+`..`, no links out of the tree, declared size within the unzipped limit) and extracted with a
+byte counter, so a zip that lies about its sizes is stopped as soon as it passes the limit.
+Each (package, runtime) is unpacked once into an immutable directory with `.pyc` compiled for
+that runtime; sandboxes mount it read-only at /var/task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ember.errors import InvalidParameterValue, RequestEntityTooLarge
+from ember.settings import Limits
+
+_CHUNK = 1024 * 1024
+UNZIP_ERROR = "Could not unzip uploaded file. Please check your file, then try to upload again."
+
+
+@dataclass(frozen=True)
+class Package:
+    sha256: str  # hex
+    size: int
+    unzipped_size: int
+
+
+class PackageStore:
+    """Zips under `<code_dir>/zips/<sha256>.zip`, unpacked trees under `<code_dir>/tasks/`."""
+
+    def __init__(self, code_dir: Path, limits: Limits) -> None:
+        self.zips = code_dir / "zips"
+        self.tasks = code_dir / "tasks"
+        self.limits = limits
+        self.zips.mkdir(parents=True, exist_ok=True)
+        self.tasks.mkdir(parents=True, exist_ok=True)
+
+    def zip_path(self, sha256: str) -> Path:
+        return self.zips / f"{sha256}.zip"
+
+    def task_dir(self, sha256: str, runtime: str) -> Path:
+        return self.tasks / f"{sha256}-{runtime}"
+
+    def check(self, data: bytes) -> tuple[Package, zipfile.ZipFile]:
+        """Validate a zip without writing anything; raises the error AWS gives."""
+        if len(data) > self.limits.zip_upload_bytes:
+            raise RequestEntityTooLarge(
+                f"Zipped size must be smaller than {self.limits.zip_upload_bytes} bytes"
+            )
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            entries = archive.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise InvalidParameterValue(UNZIP_ERROR) from exc
+        if len(entries) > self.limits.zip_max_entries:
+            raise InvalidParameterValue(
+                f"Zip file has more than {self.limits.zip_max_entries} entries"
+            )
+        declared = 0
+        for info in entries:
+            _check_entry_name(info.filename)
+            declared += info.file_size
+        if declared > self.limits.unzipped_bytes:
+            raise InvalidParameterValue(_unzipped_too_large(self.limits.unzipped_bytes))
+        sha = hashlib.sha256(data).hexdigest()
+        return Package(sha, len(data), declared), archive
+
+    def put(self, data: bytes) -> Package:
+        """Validate and store a zip (idempotent for identical bytes)."""
+        package, archive = self.check(data)
+        archive.close()
+        target = self.zip_path(package.sha256)
+        if not target.exists():
+            fd, tmp = tempfile.mkstemp(dir=self.zips, prefix=".upload-")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, target)
+        return package
+
+    def unpack(self, sha256: str, runtime: str, interpreter: str | None) -> Path:
+        """Unpack a stored package for `runtime` once; returns the immutable task directory."""
+        final = self.task_dir(sha256, runtime)
+        if final.exists():
+            return final
+        data = self.zip_path(sha256).read_bytes()
+        _, archive = self.check(data)
+        staging = Path(tempfile.mkdtemp(dir=self.tasks, prefix=".unpack-"))
+        try:
+            with archive:
+                _extract(archive, staging, self.limits.unzipped_bytes)
+            if interpreter:
+                _compile(interpreter, staging)
+            _seal(staging)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.exists():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)  # another request won the race
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return final
+
+
+def _unzipped_too_large(limit: int) -> str:
+    return f"Unzipped size must be smaller than {limit} bytes"
+
+
+def _check_entry_name(name: str) -> None:
+    if "\x00" in name or "\\" in name:
+        raise InvalidParameterValue(f"Zip entry has an invalid name: {name!r}")
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise InvalidParameterValue(
+            f"Zip entry {name!r} points outside the package (absolute path or '..')"
+        )
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
+    written = 0
+    for info in archive.infolist():
+        target = root / info.filename
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if _is_symlink(info):
+            link = archive.read(info).decode("utf-8", "replace")
+            resolved = os.path.normpath(os.path.join(os.path.dirname(info.filename), link))
+            if os.path.isabs(link) or resolved.startswith(".."):
+                raise InvalidParameterValue(
+                    f"Zip entry {info.filename!r} is a link that points outside the package"
+                )
+            os.symlink(link, target)
+            continue
+        mode = (info.external_attr >> 16) & 0o777 if info.create_system == 3 else 0
+        try:
+            with archive.open(info) as src, open(target, "wb") as out:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > limit:
+                        raise InvalidParameterValue(_unzipped_too_large(limit))
+                    out.write(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+            raise InvalidParameterValue(UNZIP_ERROR) from exc
+        os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+
+
+def _compile(interpreter: str, root: Path) -> None:
+    """Precompile .pyc for the function's runtime (syntax errors surface at invoke time)."""
+    subprocess.run(
+        [
+            interpreter,
+            "-I",
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-s",
+            str(root),
+            "-p",
+            "/var/task",
+            str(root),
+        ],
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _seal(root: Path) -> None:
+    """World-readable, owner-only writable: sandboxes run as another uid and mount it read-only."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, 0o755 if mode & 0o111 else 0o644)

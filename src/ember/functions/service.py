@@ -1,0 +1,277 @@
+"""The functions' lifecycle: create, read, change and delete, with Lambda's rules enforced.
+
+Every change is validated on the complete resulting record before anything is stored, so a
+rejected request leaves the store exactly as it was.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ember.errors import (
+    InvalidParameterValue,
+    ResourceConflict,
+    ResourceNotFound,
+    ValidationError,
+    raise_if_any,
+    range_problem,
+)
+from ember.functions.model import LATEST, FunctionRecord
+from ember.functions.packages import Package, PackageStore
+from ember.runtime_catalog import Runtime
+from ember.settings import Settings
+from ember.store.base import Store
+
+RESERVED_ENV = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_ARN = re.compile(
+    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?"
+)
+_PARTIAL = re.compile(r"(?P<account>\d{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?")
+_HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
+    platform.machine().lower(), platform.machine()
+)
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    name: str
+    qualifier: str | None
+
+
+def timestamp(seconds: float) -> str:
+    """Lambda's LastModified form: 2024-03-01T12:34:56.789+0000."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{whole}.{int(seconds * 1000) % 1000:03d}+0000"
+
+
+class FunctionService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        packages: PackageStore,
+        runtimes: dict[str, Runtime],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.packages = packages
+        self.runtimes = runtimes
+        self.change_listeners: list[Callable[[str], None]] = []
+
+    # -- naming --------------------------------------------------------------------------
+
+    def arn(self, name: str, qualifier: str | None = None) -> str:
+        base = f"arn:aws:lambda:{self.settings.region}:{self.settings.account_id}:function:{name}"
+        return f"{base}:{qualifier}" if qualifier else base
+
+    def parse_ref(self, identifier: str) -> FunctionRef:
+        """A function named by name, `name:qualifier`, partial ARN or full ARN."""
+        found = _ARN.fullmatch(identifier) or _PARTIAL.fullmatch(identifier)
+        if found:
+            groups = found.groupdict()
+            if groups.get("region", self.settings.region) != self.settings.region or (
+                groups["account"] != self.settings.account_id
+            ):
+                raise ResourceNotFound(f"Function not found: {identifier}")
+            name, qualifier = groups["name"], groups["qualifier"]
+        else:
+            name, _, qualifier_text = identifier.partition(":")
+            qualifier = qualifier_text or None
+        if not _NAME.fullmatch(name):
+            raise ValidationError(
+                f"1 validation error detected: Value '{name}' at 'functionName' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: "
+                "(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\\d{1}:)?(\\d{12}:)?"
+                "(function:)?([a-zA-Z0-9-_]+)(:(\\$LATEST|[a-zA-Z0-9-_]+))?"
+            )
+        return FunctionRef(name, qualifier)
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, identifier: str, qualifier: str | None = None) -> FunctionRecord:
+        ref = self.parse_ref(identifier)
+        version = qualifier or ref.qualifier or LATEST
+        if ref.qualifier and qualifier and ref.qualifier != qualifier:
+            raise InvalidParameterValue(
+                "The derived qualifier from the function name does not match the specified qualifier."
+            )
+        record = self.store.get_function(ref.name, version)
+        if record is None:
+            raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version if version != LATEST else None)}")
+        return record
+
+    def list(self, after: str | None, limit: int) -> tuple[list[FunctionRecord], str | None]:
+        records = self.store.list_functions(after, limit + 1)
+        more = len(records) > limit
+        records = records[:limit]
+        return records, (records[-1].name if more and records else None)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def create(self, name: str, zip_bytes: bytes, fields: dict[str, Any]) -> FunctionRecord:
+        ref = self.parse_ref(name)
+        if ref.qualifier:
+            raise InvalidParameterValue("A function name given at creation cannot carry a qualifier")
+        if self.store.get_function(ref.name, LATEST) is not None:
+            raise ResourceConflict(f"Function already exist: {ref.name}")
+        package = self.packages.check(zip_bytes)[0]
+        record = FunctionRecord(
+            name=ref.name,
+            version=LATEST,
+            code_sha256=package.sha256,
+            code_size=package.size,
+            revision_id=str(uuid.uuid4()),
+            last_modified=time.time(),
+            **fields,
+        )
+        self._check(record)
+        self._install(zip_bytes, record)
+        self.store.create_function(record)
+        return record
+
+    def update_code(
+        self, identifier: str, zip_bytes: bytes, revision_id: str | None, dry_run: bool
+    ) -> FunctionRecord:
+        current = self._latest(identifier)
+        package = self.packages.check(zip_bytes)[0]
+        record = current.evolve(
+            code_sha256=package.sha256,
+            code_size=package.size,
+            revision_id=str(uuid.uuid4()),
+            last_modified=time.time(),
+        )
+        if dry_run:
+            return record
+        self._install(zip_bytes, record)
+        self.store.update_function(record, revision_id)
+        self._changed(record.name)
+        return record
+
+    def update_configuration(
+        self, identifier: str, changes: dict[str, Any], revision_id: str | None
+    ) -> FunctionRecord:
+        current = self._latest(identifier)
+        record = current.evolve(
+            **changes, revision_id=str(uuid.uuid4()), last_modified=time.time()
+        )
+        self._check(record)
+        if record.runtime != current.runtime:
+            self._unpack(record)
+        self.store.update_function(record, revision_id)
+        self._changed(record.name)
+        return record
+
+    def delete(self, identifier: str, qualifier: str | None) -> None:
+        ref = self.parse_ref(identifier)
+        version = qualifier or ref.qualifier
+        if version and version != LATEST:
+            raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version)}")
+        if version == LATEST:
+            raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
+        if not self.store.delete_function(ref.name):
+            raise ResourceNotFound(f"Function not found: {self.arn(ref.name)}")
+        self._changed(ref.name)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _latest(self, identifier: str) -> FunctionRecord:
+        ref = self.parse_ref(identifier)
+        if ref.qualifier not in (None, LATEST):
+            raise InvalidParameterValue("Only the $LATEST version of a function can be changed")
+        return self.get(ref.name)
+
+    def _changed(self, name: str) -> None:
+        for listener in self.change_listeners:
+            listener(name)
+
+    def _install(self, zip_bytes: bytes, record: FunctionRecord) -> Package:
+        package = self.packages.put(zip_bytes)
+        self.store.add_code_package(package.sha256, package.size, package.unzipped_size)
+        self._unpack(record)
+        return package
+
+    def _unpack(self, record: FunctionRecord) -> None:
+        runtime = self.runtimes[record.runtime]
+        self.packages.unpack(record.code_sha256, record.runtime, runtime.executable)
+
+    def task_dir(self, record: FunctionRecord) -> str:
+        """The unpacked, read-only code directory for a record (unpacking it if needed)."""
+        runtime = self.runtimes[record.runtime]
+        return str(self.packages.unpack(record.code_sha256, record.runtime, runtime.executable))
+
+    def _check(self, record: FunctionRecord) -> None:
+        limits = self.settings.limits
+        problems = [
+            p
+            for p in (
+                range_problem(record.memory_size, "memorySize", limits.memory_min_mb, limits.memory_max_mb),
+                range_problem(record.timeout, "timeout", 1, limits.timeout_max_s),
+                range_problem(
+                    record.ephemeral_storage,
+                    "ephemeralStorage.size",
+                    limits.ephemeral_min_mb,
+                    limits.ephemeral_max_mb,
+                ),
+            )
+            if p
+        ]
+        raise_if_any(problems)
+        if record.runtime not in self.runtimes:
+            supported = ", ".join(sorted(self.runtimes)) or "none"
+            raise InvalidParameterValue(
+                f"The runtime parameter of {record.runtime} is not supported by this Ember host. "
+                f"Supported runtimes: {supported}."
+            )
+        if not record.handler:
+            raise InvalidParameterValue("Handler is required for a .zip deployment package.")
+        for arch in record.architectures:
+            if arch != _HOST_ARCH:
+                raise InvalidParameterValue(
+                    f"Architecture {arch} is not supported on this host; it runs {_HOST_ARCH}."
+                )
+        reserved = sorted(k for k in record.environment if k in RESERVED_ENV)
+        if reserved:
+            raise InvalidParameterValue(
+                "Lambda was unable to configure your environment variables because the environment "
+                "variables you have provided contains reserved keys that are currently not "
+                f"supported for modification. Reserved keys used in this request: {', '.join(reserved)}"
+            )
+        measured = orjson.dumps(record.environment)
+        if len(measured) > limits.env_vars_bytes:
+            raise InvalidParameterValue(
+                "Lambda was unable to configure your environment variables because the environment "
+                f"variables you have provided exceeded the {limits.env_vars_bytes // 1024}KB limit. "
+                f"String measured: {measured.decode()}"
+            )

@@ -1,0 +1,84 @@
+"""`ember server`: one process tree with everything, on the embedded default (SQLite + files)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+
+from ember.api.app import build_app
+from ember.platform import Platform
+from ember.settings import Settings
+
+
+class DataDirBusy(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the data dir for the server's lifetime."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = data_dir / "server.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            raise DataDirBusy(
+                f"another Ember server (pid {holder}) is already using the data directory "
+                f"{data_dir.resolve()}; stop it or choose another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+async def serve(settings: Settings) -> None:
+    platform = Platform(settings)
+    await platform.start()
+    config = uvicorn.Config(
+        build_app(platform),
+        host=settings.host,
+        port=settings.port,
+        loop="none",
+        http="httptools",
+        log_level=settings.log_level,
+        access_log=False,
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    print(f"Ember is listening on {settings.endpoint} (data in {settings.data_dir.resolve()})", flush=True)
+    print(
+        f"  boto3: boto3.client('lambda', endpoint_url='{settings.endpoint}', "
+        f"region_name='{settings.region}', aws_access_key_id='x', aws_secret_access_key='x')",
+        flush=True,
+    )
+    try:
+        await server.serve()
+    finally:
+        await platform.stop()
+
+
+def run(settings: Settings) -> int:
+    try:
+        with exclusive(settings.data_dir):
+            try:
+                import uvloop
+
+                uvloop.run(serve(settings))
+            except ImportError:  # pragma: no cover - uvloop is a dependency
+                asyncio.run(serve(settings))
+    except DataDirBusy as busy:
+        print(f"ember: {busy}", file=sys.stderr)
+        return 1
+    return 0

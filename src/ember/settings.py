@@ -1,0 +1,56 @@
+"""The one frozen Settings object: built once from CLI flags and EMBER_* variables, passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Lambda's documented limits; every one is operator-configurable."""
+
+    memory_min_mb: int = 128
+    memory_max_mb: int = 10240
+    timeout_max_s: int = 900
+    ephemeral_min_mb: int = 512
+    ephemeral_max_mb: int = 10240
+    zip_upload_bytes: int = 50 * 1024 * 1024
+    unzipped_bytes: int = 250 * 1024 * 1024
+    zip_max_entries: int = 100_000
+    create_request_bytes: int = 70_167_211  # what AWS names for CreateFunction / UpdateFunctionCode
+    env_vars_bytes: int = 4 * 1024
+    sync_payload_bytes: int = 6 * 1024 * 1024
+    sync_response_bytes: int = 6 * 1024 * 1024
+    async_payload_bytes: int = 1024 * 1024
+    account_concurrency: int = 1000
+    pids_max: int = 1024
+    nofile: int = 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".ember")
+    host: str = "127.0.0.1"
+    port: int = 9000
+    region: str = "us-east-1"
+    account_id: str = "000000000000"
+    idle_timeout_s: float = 600.0
+    log_level: str = "info"
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "ember.sqlite3"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.data_dir / "code"
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
