@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -19,6 +20,18 @@ from ember.settings import Settings
 
 class DataDirBusy(Exception):
     pass
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that Ctrl-C / SIGTERM end in a clean exit (status 0).
+
+    Plain uvicorn re-raises the signal once it has shut down, so the process would die of
+    SIGTERM (-15) or end in KeyboardInterrupt (Click: "Aborted!", status 1).
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 @contextlib.contextmanager
@@ -56,7 +69,7 @@ async def serve(settings: Settings) -> None:
         access_log=False,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     print(f"Ember is listening on {settings.endpoint} (data in {settings.data_dir.resolve()})", flush=True)
     print(
         f"  boto3: boto3.client('lambda', endpoint_url='{settings.endpoint}', "

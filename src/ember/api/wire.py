@@ -14,6 +14,7 @@ from ember.api.service_model import Route, ServiceModel, Shape
 from ember.errors import EmberError, InvalidRequestContent, RequestEntityTooLarge, ValidationError
 
 JSON_TYPE = "application/json"
+DRAIN_BYTES = 256 * 1024 * 1024  # how much of a refused body is read (and dropped) before answering
 
 
 async def read_body(request: Request, limit: int, operation: str) -> bytes:
@@ -22,15 +23,23 @@ async def read_body(request: Request, limit: int, operation: str) -> bytes:
     too_large = RequestEntityTooLarge(
         f"Request must be smaller than {limit} bytes for the {operation} operation"
     )
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise too_large
     chunks: list[bytes] = []
     size = 0
+    refused = bool(declared and declared.isdigit() and int(declared) > limit)
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise too_large
+        if refused or size > limit:
+            # Keep reading (and dropping) the rest, up to a bound: a server that answers and
+            # closes while the client is still sending resets the connection, and the client
+            # never sees the 413.
+            refused = True
+            chunks.clear()
+            if size > limit + DRAIN_BYTES:
+                break
+            continue
         chunks.append(chunk)
+    if refused:
+        raise too_large
     return b"".join(chunks)
 
 

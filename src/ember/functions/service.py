@@ -18,6 +18,7 @@ import orjson
 
 from ember.errors import (
     InvalidParameterValue,
+    PreconditionFailed,
     ResourceConflict,
     ResourceNotFound,
     ValidationError,
@@ -68,6 +69,15 @@ _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64"
 class FunctionRef:
     name: str
     qualifier: str | None
+
+
+def _expect_revision(current: FunctionRecord, revision_id: str | None) -> None:
+    """Refuse a stale RevisionId before any work (the store checks again, atomically)."""
+    if revision_id is not None and revision_id != current.revision_id:
+        raise PreconditionFailed(
+            "The Revision Id provided does not match the latest Revision Id. "
+            "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+        )
 
 
 def timestamp(seconds: float) -> str:
@@ -165,6 +175,7 @@ class FunctionService:
         self, identifier: str, zip_bytes: bytes, revision_id: str | None, dry_run: bool
     ) -> FunctionRecord:
         current = self._latest(identifier)
+        _expect_revision(current, revision_id)
         package = self.packages.check(zip_bytes)[0]
         record = current.evolve(
             code_sha256=package.sha256,
@@ -183,6 +194,7 @@ class FunctionService:
         self, identifier: str, changes: dict[str, Any], revision_id: str | None
     ) -> FunctionRecord:
         current = self._latest(identifier)
+        _expect_revision(current, revision_id)
         record = current.evolve(
             **changes, revision_id=str(uuid.uuid4()), last_modified=time.time()
         )
@@ -217,9 +229,15 @@ class FunctionService:
             listener(name)
 
     def _install(self, zip_bytes: bytes, record: FunctionRecord) -> Package:
+        fresh = not self.packages.zip_path(record.code_sha256).exists()
         package = self.packages.put(zip_bytes)
+        try:
+            self._unpack(record)  # refuses links out of the tree and zips that lie about sizes
+        except InvalidParameterValue:
+            if fresh:  # the same bytes always fail the same way: nothing can use this zip
+                self.packages.zip_path(package.sha256).unlink(missing_ok=True)
+            raise
         self.store.add_code_package(package.sha256, package.size, package.unzipped_size)
-        self._unpack(record)
         return package
 
     def _unpack(self, record: FunctionRecord) -> None:

@@ -1,0 +1,272 @@
+"""Per-instance cgroups behind one interface, for cgroup v1 (this machine) and v2 (most hosts).
+
+Each instance gets memory (limit, peak, OOM kills), CPU (shares/weight proportional to memory,
+plus a quota), pids and a freezer. All writes go straight to cgroupfs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Protocol
+
+FULL_CORE_MB = 1769  # Lambda: 1769 MB of memory buys one vCPU
+CPU_PERIOD_US = 100_000
+
+
+def cpu_quota_us(memory_mb: int) -> int:
+    return max(1000, CPU_PERIOD_US * memory_mb // FULL_CORE_MB)
+
+
+class Cgroup(Protocol):
+    name: str
+
+    def procs_files(self) -> list[str]:
+        """Files a process writes its pid to, to join this cgroup."""
+
+    def limit_cpu(self) -> None:
+        """Apply the CPU quota (after init, so start-up runs at full speed, as Lambda's does)."""
+
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
+
+    def peak_memory_bytes(self) -> int: ...
+
+    def oom_kills(self) -> int: ...
+
+    def kill(self) -> None:
+        """SIGKILL every process in the cgroup."""
+
+    def remove(self) -> None: ...
+
+
+class CgroupDriver(Protocol):
+    version: int
+
+    def create(self, name: str, memory_mb: int, pids_max: int) -> Cgroup: ...
+
+    def cleanup_stale(self) -> int:
+        """Kill and remove instance cgroups a previous server left behind; returns how many."""
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _kill_pids(procs: Path) -> bool:
+    """SIGKILL every pid listed; False once the list is empty."""
+    try:
+        pids = [int(p) for p in _read(procs).split()]
+    except FileNotFoundError:
+        return False
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return bool(pids)
+
+
+def _rmdir(path: Path, attempts: int = 200) -> None:
+    for _ in range(attempts):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.005)
+
+
+class V1Cgroup:
+    CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+
+    def __init__(self, root: Path, parent: str, name: str) -> None:
+        self.name = name
+        self.dirs = {c: root / c / parent / name for c in self.CONTROLLERS}
+
+    def setup(self, memory_mb: int, pids_max: int) -> None:
+        for directory in self.dirs.values():
+            directory.mkdir(exist_ok=True)
+        limit = str(memory_mb * 1024 * 1024)
+        _write(self.dirs["memory"] / "memory.limit_in_bytes", limit)
+        with contextlib.suppress(OSError):  # no swap accounting on some kernels
+            _write(self.dirs["memory"] / "memory.memsw.limit_in_bytes", limit)
+        _write(self.dirs["memory"] / "memory.swappiness", "0")
+        _write(self.dirs["cpu"] / "cpu.shares", str(max(2, 1024 * memory_mb // FULL_CORE_MB)))
+        _write(self.dirs["pids"] / "pids.max", str(pids_max))
+        self.memory_mb = memory_mb
+
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs.values()]
+
+    def limit_cpu(self) -> None:
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(self.memory_mb)))
+
+    def freeze(self) -> None:
+        _write(self.dirs["freezer"] / "freezer.state", "FROZEN")
+
+    def thaw(self) -> None:
+        _write(self.dirs["freezer"] / "freezer.state", "THAWED")
+
+    def peak_memory_bytes(self) -> int:
+        return int(_read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
+
+    def oom_kills(self) -> int:
+        for line in _read(self.dirs["memory"] / "memory.oom_control").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.freeze()
+        procs = self.dirs["freezer"] / "cgroup.procs"
+        _kill_pids(procs)
+        with contextlib.suppress(OSError):
+            self.thaw()
+        for _ in range(400):
+            if not _kill_pids(procs):
+                break
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        for directory in self.dirs.values():
+            _rmdir(directory)
+
+
+class V1Driver:
+    version = 1
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "ember") -> None:
+        self.root = root
+        self.parent = parent
+        for controller in V1Cgroup.CONTROLLERS:
+            (root / controller / parent).mkdir(exist_ok=True)
+        # Children inherit cpuset masks from the parent (they start empty on some kernels).
+        cpuset = root / "cpuset" / parent
+        if (root / "cpuset").is_dir():
+            cpuset.mkdir(exist_ok=True)
+
+    def create(self, name: str, memory_mb: int, pids_max: int) -> V1Cgroup:
+        group = V1Cgroup(self.root, self.parent, name)
+        try:
+            group.setup(memory_mb, pids_max)
+        except BaseException:
+            group.remove()
+            raise
+        return group
+
+    def cleanup_stale(self) -> int:
+        names = {p.name for p in (self.root / "memory" / self.parent).iterdir() if p.is_dir()}
+        for name in names:
+            group = V1Cgroup(self.root, self.parent, name)
+            group.kill()
+            group.remove()
+        return len(names)
+
+
+class V2Cgroup:
+    def __init__(self, path: Path) -> None:
+        self.name = path.name
+        self.path = path
+
+    def setup(self, memory_mb: int, pids_max: int) -> None:
+        self.path.mkdir(exist_ok=True)
+        self.memory_mb = memory_mb
+        _write(self.path / "memory.max", str(memory_mb * 1024 * 1024))
+        with contextlib.suppress(OSError):
+            _write(self.path / "memory.swap.max", "0")
+        # cpu.weight 1..10000 (default 100) stands for cpu.shares 2..262144 (default 1024).
+        shares = max(2, 1024 * memory_mb // FULL_CORE_MB)
+        _write(self.path / "cpu.weight", str(max(1, min(10000, 1 + (shares - 2) * 9999 // 262142))))
+        _write(self.path / "pids.max", str(pids_max))
+
+    def procs_files(self) -> list[str]:
+        return [str(self.path / "cgroup.procs")]
+
+    def limit_cpu(self) -> None:
+        _write(self.path / "cpu.max", f"{cpu_quota_us(self.memory_mb)} {CPU_PERIOD_US}")
+
+    def freeze(self) -> None:
+        _write(self.path / "cgroup.freeze", "1")
+
+    def thaw(self) -> None:
+        _write(self.path / "cgroup.freeze", "0")
+
+    def peak_memory_bytes(self) -> int:
+        try:
+            return int(_read(self.path / "memory.peak"))
+        except FileNotFoundError:  # kernels before 5.19
+            return int(_read(self.path / "memory.current"))
+
+    def oom_kills(self) -> int:
+        for line in _read(self.path / "memory.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+        return 0
+
+    def kill(self) -> None:
+        try:
+            _write(self.path / "cgroup.kill", "1")
+        except OSError:
+            _kill_pids(self.path / "cgroup.procs")
+        for _ in range(400):
+            if not _kill_pids(self.path / "cgroup.procs"):
+                break
+            time.sleep(0.005)
+
+    def remove(self) -> None:
+        _rmdir(self.path)
+
+
+class V2Driver:
+    version = 2
+
+    def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "ember") -> None:
+        self.parent = root / parent
+        self.parent.mkdir(exist_ok=True)
+        available = _read(root / "cgroup.controllers").split()
+        wanted = [c for c in ("memory", "cpu", "pids") if c in available]
+        missing = {"memory", "cpu", "pids"} - set(wanted)
+        if missing:
+            raise RuntimeError(f"cgroup v2 at {root} lacks controllers: {', '.join(sorted(missing))}")
+        _write(root / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+        _write(self.parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+
+    def create(self, name: str, memory_mb: int, pids_max: int) -> V2Cgroup:
+        group = V2Cgroup(self.parent / name)
+        try:
+            group.setup(memory_mb, pids_max)
+        except BaseException:
+            group.remove()
+            raise
+        return group
+
+    def cleanup_stale(self) -> int:
+        stale = [p for p in self.parent.iterdir() if p.is_dir()]
+        for path in stale:
+            group = V2Cgroup(path)
+            group.kill()
+            group.remove()
+        return len(stale)
+
+
+def detect(root: Path = Path("/sys/fs/cgroup")) -> CgroupDriver:
+    """v2 when /sys/fs/cgroup is a unified hierarchy with the controllers; else v1."""
+    if (root / "cgroup.controllers").exists():
+        return V2Driver(root)
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        return V1Driver(root)
+    raise RuntimeError(f"no usable cgroup hierarchy under {root}")

@@ -1,0 +1,251 @@
+"""Building one sandbox, in the order it must happen. Standard library only (ctypes over libc).
+
+This module runs inside the zygote's children, under whichever Python the function's runtime
+is (3.10-3.13), so it must import nothing outside the standard library.
+
+The order lives here and only here:
+  outer child (host PID namespace):
+    1. join the instance's cgroups
+    2. unshare mount, PID, IPC, UTS, network and cgroup namespaces
+    3. private mount propagation; tmpfs root; read-only binds; /tmp tmpfs; /dev; pivot_root
+    4. fork the inner child (PID 1 of the new namespace) and exit
+  inner child:
+    5. mount /proc, make / read-only, hostname, loopback up
+    6. rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
+"""
+
+import ctypes
+import ctypes.util
+import fcntl
+import os
+import platform
+import resource
+import socket
+import struct
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+PR_SET_PDEATHSIG = 1
+SECCOMP_MODE_FILTER = 2
+
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), 155)
+
+
+class JailError(Exception):
+    pass
+
+
+def _check(result, what):
+    if result != 0:
+        err = ctypes.get_errno()
+        raise JailError("%s: %s" % (what, os.strerror(err)))
+
+
+def _b(text):
+    return text.encode() if text is not None else None
+
+
+def unshare(flags):
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def mount(source, target, fstype, flags=0, data=None):
+    _check(
+        _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
+        "mount %s on %s" % (source, target),
+    )
+
+
+def umount(target, flags=0):
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount %s" % target)
+
+
+def pivot_root(new_root, put_old):
+    _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root")
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    _check(
+        _libc.prctl(
+            ctypes.c_int(option),
+            ctypes.c_ulong(arg2),
+            ctypes.c_ulong(arg3),
+            ctypes.c_ulong(arg4),
+            ctypes.c_ulong(arg5),
+        ),
+        "prctl %d" % option,
+    )
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def load_seccomp(bpf):
+    """Install a classic-BPF seccomp program (built by the platform with libseccomp)."""
+    if not bpf:
+        return
+    buf = ctypes.create_string_buffer(bpf, len(bpf))
+    prog = _SockFprog(len(bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    _check(
+        _libc.prctl(
+            ctypes.c_int(PR_SET_SECCOMP),
+            ctypes.c_ulong(SECCOMP_MODE_FILTER),
+            ctypes.byref(prog),
+            ctypes.c_ulong(0),
+            ctypes.c_ulong(0),
+        ),
+        "seccomp",
+    )
+
+
+def _mkdirs(path, mode=0o755):
+    os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def _bind(root, source, target, readonly=True, recursive=False):
+    dest = root + target
+    if os.path.isdir(source):
+        _mkdirs(dest)
+    else:
+        _mkdirs(os.path.dirname(dest))
+        if not os.path.exists(dest):
+            open(dest, "a").close()
+    flags = MS_BIND | (MS_REC if recursive else 0)
+    mount(source, dest, None, flags)
+    if readonly:
+        mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def join_cgroups(procs_files):
+    pid = str(os.getpid())
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write(pid)
+
+
+def build_root(spec):
+    """Steps 2-3: namespaces and the private root. Runs in the outer child."""
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    if spec.get("isolate_network", True):
+        flags |= CLONE_NEWNET
+    unshare(flags)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    root = spec["root"]
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=0755")
+    # The host's system directories, read-only. Symlinked top-level dirs (usr-merge) stay links.
+    for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = "/" + top
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), root + host)
+        elif os.path.isdir(host):
+            _bind(root, host, host)
+    for source, target in spec["binds"]:  # runtime prefix, code, runtime support files
+        _bind(root, source, target)
+    _make_etc(root, spec)
+    _make_dev(root)
+    for path in ("/proc", "/var/task", "/opt", "/var/runtime"):
+        _mkdirs(root + path)
+    _mkdirs(root + "/tmp", 0o1777)
+    mount(
+        "tmpfs",
+        root + "/tmp",
+        "tmpfs",
+        MS_NOSUID | MS_NODEV,
+        "size=%dm,mode=1777" % spec["tmp_mb"],
+    )
+    old = root + "/.old"
+    _mkdirs(old)
+    os.chdir(root)
+    pivot_root(".", ".old")
+    os.chdir("/")
+    umount("/.old", MNT_DETACH)
+    os.rmdir("/.old")
+
+
+def _make_etc(root, spec):
+    etc = root + "/etc"
+    _mkdirs(etc)
+    uid, gid = spec["uid"], spec["gid"]
+    files = {
+        "passwd": "root:x:0:0:root:/root:/sbin/nologin\n"
+        "sbx_user1051:x:%d:%d::/tmp:/sbin/nologin\n" % (uid, gid),
+        "group": "root:x:0:\nsbx_user1051:x:%d:\n" % gid,
+        "hosts": "127.0.0.1 localhost\n::1 localhost\n",
+        "hostname": "localhost\n",
+        "resolv.conf": "",
+        "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
+    }
+    for name, text in files.items():
+        with open(os.path.join(etc, name), "w") as f:
+            f.write(text)
+        os.chmod(os.path.join(etc, name), 0o644)
+    for name in ("ld.so.cache", "localtime", "ssl/certs", "ca-certificates", "mime.types"):
+        host = "/etc/" + name
+        if os.path.exists(host):
+            _bind(root, os.path.realpath(host), "/etc/" + name)
+
+
+def _make_dev(root):
+    dev = root + "/dev"
+    _mkdirs(dev)
+    mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in ("null", "zero", "full", "random", "urandom"):
+        target = dev + "/" + name
+        open(target, "a").close()
+        mount("/dev/" + name, target, None, MS_BIND)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(target, dev + "/" + name)
+    _mkdirs(dev + "/shm", 0o1777)
+    mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+
+
+def _loopback_up():
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        ifreq = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, ifreq))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(sock, 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1 | 0x40))
+    finally:
+        sock.close()
+
+
+def finish(spec, seccomp_bpf):
+    """Steps 5-6: runs in the inner child (PID 1 of the sandbox)."""
+    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    _libc.sethostname(b"localhost", 9)
+    if spec.get("isolate_network", True):
+        _loopback_up()
+    nofile = spec["nofile"]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    os.setgroups([])
+    os.setresgid(spec["gid"], spec["gid"], spec["gid"])
+    os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    load_seccomp(seccomp_bpf)

@@ -1,0 +1,112 @@
+"""The platform's handle on one zygote process (one per runtime interpreter)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+ZYGOTE_DIR = Path(__file__).parent / "zygote"
+MAX_MESSAGE = 256 * 1024
+
+
+class ZygoteError(Exception):
+    pass
+
+
+class Zygote:
+    """Starts `<interpreter> -I sandbox/zygote <fd>` and sends it spawn requests.
+
+    Spawning is a blocking exchange (fork + jail setup, about a millisecond or two), serialized
+    by a lock; callers run it in a thread.
+    """
+
+    def __init__(
+        self,
+        interpreter: str,
+        runtime_dir: Path,
+        runtime_module: str,
+        seccomp_bpf: bytes,
+        log_path: Path,
+    ) -> None:
+        self.interpreter = interpreter
+        self.runtime_dir = runtime_dir
+        self.runtime_module = runtime_module
+        self.seccomp_bpf = seccomp_bpf
+        self.log_path = log_path
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+
+    def start(self) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [self.interpreter, "-I", str(ZYGOTE_DIR), str(child.fileno())],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            )
+        child.close()
+        self._control = parent
+        config = {
+            "seccomp": self.seccomp_bpf.hex(),
+            "runtime_path": str(self.runtime_dir),
+            "runtime_module": self.runtime_module,
+        }
+        parent.settimeout(60)
+        parent.send(json.dumps(config).encode())
+        reply = self._receive()
+        if not reply.get("ok"):
+            raise ZygoteError(f"zygote for {self.interpreter} failed to start: {reply}")
+        parent.settimeout(None)
+
+    def _receive(self) -> dict[str, Any]:
+        assert self._control is not None
+        data = self._control.recv(MAX_MESSAGE)
+        if not data:
+            raise ZygoteError(
+                f"zygote for {self.interpreter} exited; see {self.log_path}"
+            )
+        result: dict[str, Any] = json.loads(data)
+        return result
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def spawn(self, spec: dict[str, Any], instance_fd: int, log_fd: int) -> int:
+        """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed."""
+        with self._lock:
+            if not self.alive:
+                self.start()
+            assert self._control is not None
+            socket.send_fds(self._control, [json.dumps(spec).encode()], [instance_fd, log_fd])
+            reply = self._receive()
+        if not reply.get("ok"):
+            raise ZygoteError(f"sandbox setup failed: {reply.get('error')}")
+        return int(reply["pid"])
+
+    def stop(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+
+def close_quietly(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
