@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from typing import Any
 import boto3
 import botocore.config
 import pytest
-import urllib.request
 
 
 def free_port() -> int:

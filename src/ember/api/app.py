@@ -15,7 +15,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api import code_urls, wire
+from ember.api import (
+    code_urls,
+    invoke_api,  # noqa: F401 - registers Invoke
+    wire,
+)
 from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
 from ember.errors import EmberError, ResourceNotFound

@@ -8,7 +8,9 @@ Member must have value greater than or equal to 128; ...`
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+import sys
+import unicodedata
+from functools import cache, lru_cache
 from typing import Any
 
 from ember.api.service_model import ServiceModel, Shape
@@ -17,7 +19,62 @@ from ember.errors import raise_if_any
 
 @lru_cache(maxsize=512)
 def _pattern(regex: str) -> re.Pattern[str]:
-    return re.compile(regex, re.DOTALL)
+    return re.compile(_translate(regex), re.DOTALL)
+
+
+_PROPERTY = re.compile(r"\\p\{([A-Za-z]+)\}")
+
+
+@cache
+def _categories() -> dict[str, list[tuple[int, int]]]:
+    """Code point ranges of every Unicode general category (one pass, on first use)."""
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    current, start = unicodedata.category("\0"), 0
+    for code in range(1, sys.maxunicode + 2):
+        category = unicodedata.category(chr(code)) if code <= sys.maxunicode else ""
+        if category != current:
+            ranges.setdefault(current, []).append((start, code - 1))
+            current, start = category, code
+    return ranges
+
+
+@cache
+def _property_class(name: str) -> str:
+    """A character-class body for `\\p{name}`: a general category (Lu) or a family of them (L)."""
+    return "".join(
+        f"\\U{low:08x}" if low == high else f"\\U{low:08x}-\\U{high:08x}"
+        for category, spans in _categories().items()
+        if category == name or category[0] == name
+        for low, high in spans
+    )
+
+
+def _translate(regex: str) -> str:
+    """The model's patterns are Java regexes; Python's re lacks `\\p{L}` (TagKey, TagValue).
+    Expand each into explicit ranges, inside or outside a character class."""
+    if "\\p{" not in regex:
+        return regex
+    out: list[str] = []
+    in_class = False
+    i = 0
+    while i < len(regex):
+        if regex[i] == "\\":
+            found = _PROPERTY.match(regex, i)
+            if found:
+                body = _property_class(found.group(1))
+                out.append(body if in_class else f"[{body}]")
+                i = found.end()
+            else:
+                out.append(regex[i : i + 2])
+                i += 2
+            continue
+        if regex[i] == "[":
+            in_class = True
+        elif regex[i] == "]":
+            in_class = False
+        out.append(regex[i])
+        i += 1
+    return "".join(out)
 
 
 def _camel(name: str) -> str:

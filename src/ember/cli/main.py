@@ -15,8 +15,7 @@ def main() -> None:
     """Ember: a self-hosted, AWS Lambda-compatible function platform."""
 
 
-# Flags are EMBER_<NAME> (not Click's derived EMBER_SERVER_<NAME>), as the docs promise.
-@main.command(context_settings={"auto_envvar_prefix": "EMBER"})
+@main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".ember"), show_default=True,
               help="Where SQLite and code packages live.")
 @click.option("--host", default="127.0.0.1", show_default=True)

@@ -16,13 +16,36 @@ from ember.errors import PreconditionFailed, ResourceConflict, ResourceNotFound
 from ember.functions.model import LATEST, FunctionRecord
 
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("ember.store") / "migrations" / "sqlite"
+def _migrations(kind: str) -> list[tuple[int, str]]:
+    folder = resources.files("ember.store") / "migrations" / kind
     found = []
     for entry in folder.iterdir():
         if entry.name.endswith(".sql"):
             found.append((int(entry.name.split("_", 1)[0]), entry.read_text()))
     return sorted(found)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (explicit BEGIN), WAL, NORMAL sync."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+def migrate(c: sqlite3.Connection, kind: str) -> None:
+    """Apply the numbered migrations of `migrations/<kind>/` not yet recorded (in a transaction)."""
+    c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    for number, sql in _migrations(kind):
+        if number > current:
+            for statement in sql.split(";\n"):
+                if statement.strip():
+                    c.execute(statement)
+            c.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
 
 
 class SqliteStore:
@@ -32,12 +55,8 @@ class SqliteStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn = connect(path)
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=5000")
         self._migrate()
 
     def close(self) -> None:
@@ -57,15 +76,7 @@ class SqliteStore:
 
     def _migrate(self) -> None:
         with self._tx() as c:
-            c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            current = row[0] or 0
-            for number, sql in _migrations():
-                if number > current:
-                    for statement in sql.split(";\n"):
-                        if statement.strip():
-                            c.execute(statement)
-                    c.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+            migrate(c, "sqlite")
 
     # -- functions ---------------------------------------------------------------------------
 

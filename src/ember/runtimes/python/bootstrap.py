@@ -16,6 +16,7 @@ The Lambda Runtime API (for custom runtimes) will translate to the same frames.
 """
 
 import base64
+import contextlib
 import decimal
 import importlib
 import json
@@ -172,22 +173,24 @@ def _load_handler(name):
     try:
         module_path, function_name = name.rsplit(".", 1)
     except ValueError as exc:
-        raise _InitError("Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (name, exc))
+        raise _InitError(
+            "Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (name, exc)
+        ) from None
     module_name = module_path.replace("/", ".")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise _InitError(
             "Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_name, exc)
-        )
+        ) from None
     except SyntaxError as exc:
         raise _InitError(
             "Runtime.UserCodeSyntaxError",
             "Syntax error in module '%s': %s" % (module_name, exc),
             _stack(exc.__traceback__),
-        )
+        ) from None
     except Exception as exc:
-        raise _InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__))
+        raise _InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__)) from None
     handler = getattr(module, function_name, None)
     if handler is None:
         raise _InitError(
@@ -215,7 +218,7 @@ def _log_error(doc):
     if doc["stackTrace"]:
         lines.append("Traceback (most recent call last):")
         lines.extend(frame.rstrip("\n") for frame in doc["stackTrace"])
-    sys.stdout.write("\r".join(lines) + "\n")
+    sys.stdout.write("\r".join(lines).replace("\n", "\r") + "\n")
 
 
 def _json_default(value):
@@ -268,10 +271,8 @@ def _start_api_proxy(port, path):
                 for s in (sock, other):
                     if s is not None:
                         peers.pop(s, None)
-                        try:
+                        with contextlib.suppress(KeyError, ValueError):
                             sel.unregister(s)
-                        except (KeyError, ValueError):
-                            pass
                         s.close()
 
     threading.Thread(target=relay, name="ember-api-proxy", daemon=True).start()

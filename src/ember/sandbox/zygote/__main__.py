@@ -17,7 +17,9 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import jail  # noqa: E402
+import contextlib
+
+import jail  # type: ignore[import-not-found]
 
 MAX_MESSAGE = 256 * 1024
 
@@ -42,7 +44,7 @@ def _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd):
         os.dup2(log_fd, 2)
         keep = sorted({0, 1, 2, instance_fd})
         start = 3
-        for fd in keep[3:] + [65536]:
+        for fd in [*keep[3:], 65536]:
             if fd > start:
                 os.closerange(start, fd)
             start = fd + 1
@@ -123,10 +125,8 @@ def main():
             reply = _spawn(spec, fds, seccomp_bpf, runtime, control)
         except Exception as exc:
             for fd in fds:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
             reply = {"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}
         control.send(json.dumps(reply).encode())
 

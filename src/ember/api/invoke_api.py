@@ -1,0 +1,52 @@
+"""Invoke (POST /2015-03-31/functions/{FunctionName}/invocations)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from ember.api.lambda_api import operation
+from ember.dispatch.invoker import InvokeRequest
+from ember.errors import InvalidParameterValue, InvalidRequestContent
+from ember.platform import Platform
+
+
+@operation("Invoke")
+async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    invocation_type = params.get("InvocationType") or "RequestResponse"
+    payload: bytes = params.get("Payload") or b""
+    if payload.strip():
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequestContent(
+                f"Could not parse request body into json: Could not parse payload into json: {exc}"
+            ) from None
+    invoker = platform.invoker
+    if invocation_type == "DryRun":
+        record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
+        return {"StatusCode": 204, "ExecutedVersion": record.version}
+    if invocation_type == "Event":
+        raise InvalidParameterValue(
+            "InvocationType Event (asynchronous invocation) is not supported by Ember yet; "
+            "use RequestResponse."
+        )
+    result = await invoker.invoke(
+        InvokeRequest(
+            function=params["FunctionName"],
+            qualifier=params.get("Qualifier"),
+            payload=payload,
+            client_context=params.get("ClientContext"),
+            trace_id=request.headers.get("x-amzn-trace-id"),
+            tail=params.get("LogType") == "Tail",
+        )
+    )
+    return {
+        "StatusCode": 200,
+        "FunctionError": "Unhandled" if result.function_error else None,
+        "LogResult": result.log_tail,
+        "ExecutedVersion": result.executed_version,
+        "Payload": result.payload,
+    }

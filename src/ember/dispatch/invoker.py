@@ -1,0 +1,161 @@
+"""One synchronous invocation, start to finish: resolve → throttle → instance → run → account.
+
+Hooks after the run (logs now; metrics and traces later) are wrapped so that they can never
+fail the invocation.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from ember.dispatch.concurrency import ConcurrencyLimiter
+from ember.errors import ServiceError
+from ember.functions.model import FunctionRecord
+from ember.functions.service import FunctionService
+from ember.observe import platform_lines
+from ember.observe.logs import LogStore
+from ember.worker.instance import Outcome
+from ember.worker.pool import WorkerPool
+
+log = logging.getLogger(__name__)
+
+TAIL_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    function: str
+    qualifier: str | None
+    payload: bytes
+    client_context: str | None = None
+    trace_id: str | None = None
+    tail: bool = False
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    request_id: str
+    payload: bytes
+    function_error: bool
+    executed_version: str
+    log_tail: str | None
+    cold: bool
+
+
+class Invoker:
+    def __init__(
+        self,
+        functions: FunctionService,
+        pool: WorkerPool,
+        logs: LogStore,
+        limiter: ConcurrencyLimiter,
+        region: str,
+    ) -> None:
+        self.functions = functions
+        self.pool = pool
+        self.logs = logs
+        self.limiter = limiter
+        self.region = region
+
+    def resolve(self, function: str, qualifier: str | None) -> FunctionRecord:
+        return self.functions.get(function, qualifier)
+
+    async def invoke(self, request: InvokeRequest) -> InvokeResult:
+        record = self.resolve(request.function, request.qualifier)
+        self.limiter.acquire()
+        try:
+            return await self._run(record, request)
+        finally:
+            self.limiter.release()
+
+    async def _run(self, record: FunctionRecord, request: InvokeRequest) -> InvokeResult:
+        request_id = str(uuid.uuid4())
+        task_dir = self.functions.task_dir(record)
+        try:
+            acquired = await self.pool.acquire(record, task_dir)
+        except Exception as exc:
+            log.exception("could not start an instance of %s", record.name)
+            raise ServiceError(f"Ember could not start an instance of {record.name}: {exc}") from exc
+        instance = acquired.instance
+        if instance is None:
+            assert acquired.init_failure is not None
+            outcome = acquired.init_failure
+            stream = "init-failed/" + request_id
+        else:
+            header = {
+                "type": "invoke",
+                "request_id": request_id,
+                "deadline_ms": int(time.time() * 1000) + record.timeout * 1000,
+                "invoked_arn": self.functions.arn(record.name, request.qualifier),
+                "client_context": request.client_context,
+                "trace_id": request.trace_id,
+            }
+            try:
+                outcome = await instance.invoke(header, request.payload, float(record.timeout))
+            except Exception as exc:
+                log.exception("invocation %s of %s failed in the platform", request_id, record.name)
+                self.pool.release(record, instance, healthy=False)
+                raise ServiceError(f"Ember failed while running {record.name}: {exc}") from exc
+            stream = instance.log_stream
+            self.pool.release(record, instance, outcome.healthy)
+        lines = self._record_logs(record, request_id, stream, acquired.cold, acquired.init_ms, acquired.init_lines, outcome)
+        tail = None
+        if request.tail:
+            text = "\n".join(lines) + "\n"
+            tail = base64.b64encode(text.encode()[-TAIL_BYTES:]).decode()
+        return InvokeResult(
+            request_id=request_id,
+            payload=outcome.payload,
+            function_error=outcome.function_error,
+            executed_version=record.version,
+            log_tail=tail,
+            cold=acquired.cold,
+        )
+
+    def _record_logs(
+        self,
+        record: FunctionRecord,
+        request_id: str,
+        stream: str,
+        cold: bool,
+        init_ms: float | None,
+        init_lines: list[tuple[int, str]],
+        outcome: Outcome,
+    ) -> list[str]:
+        """The invocation's log lines (START … REPORT), stored off the hot path; never raises."""
+        try:
+            now = int(time.time() * 1000)
+            events: list[tuple[int, str]] = []
+            if cold:
+                runtime = self.functions.runtimes[record.runtime]
+                events.append((now, platform_lines.init_start(record.runtime, runtime.version, self.region)))
+                if outcome is not None and init_lines is outcome.lines:
+                    init_lines = []
+                events.extend(init_lines)
+            events.append((now, platform_lines.start(request_id, record.version)))
+            events.extend(outcome.lines)
+            events.append((now, platform_lines.end(request_id)))
+            events.append(
+                (
+                    now,
+                    platform_lines.report(
+                        request_id,
+                        outcome.duration_ms,
+                        record.memory_size,
+                        outcome.max_memory_mb,
+                        init_ms if cold else None,
+                        outcome.status,
+                        outcome.error_type,
+                    ),
+                )
+            )
+            self.logs.emit(record.effective_log_group, stream, events)
+            start_index = next(i for i, e in enumerate(events) if e[1].startswith("START "))
+            return [text for _, text in events[start_index:]]
+        except Exception:
+            log.exception("recording logs for %s failed", request_id)
+            return []

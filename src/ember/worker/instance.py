@@ -1,0 +1,302 @@
+"""One function instance: a sandbox running the runtime for one function version.
+
+It speaks the worker protocol (frames over the instance socket), collects the sandbox's
+output from its log pipe, and turns every way an invocation can end into an Outcome:
+a result, a function error, a timeout, an out-of-memory kill or a runtime exit. An instance
+that failed in any way is destroyed by its pool, never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from ember.sandbox.sandbox import Sandbox
+
+HEADER = struct.Struct("!II")
+MAX_HEADER = 1024 * 1024
+MAX_LINE = 256 * 1024
+MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
+
+
+class ProtocolViolation(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    payload: bytes
+    function_error: bool = False
+    error_type: str | None = None
+    status: str | None = None  # REPORT's "Status: timeout | error"
+    duration_ms: float = 0.0
+    lines: list[tuple[int, str]] = field(default_factory=list)
+    healthy: bool = True  # False: the instance must be destroyed
+    max_memory_mb: int = 0
+
+
+def error_payload(error_type: str, message: str) -> bytes:
+    return orjson.dumps({"errorType": error_type, "errorMessage": message})
+
+
+class LogCollector(asyncio.Protocol):
+    """Reads the sandbox's stdout/stderr pipe and splits it into lines per invocation."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker.encode() + b" "
+        self.partial = b""
+        self.lines: list[tuple[int, str]] = []
+        self.buffered = 0
+        self.truncated = 0
+        self.seen: set[str] = set()
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.partial += data
+        *complete, self.partial = self.partial.split(b"\n")
+        if len(self.partial) > MAX_LINE:
+            complete.append(self.partial)
+            self.partial = b""
+        now = int(time.time() * 1000)
+        for raw in complete:
+            if raw.startswith(self.marker):
+                token = raw[len(self.marker):].decode(errors="replace")
+                waiter = self.waiters.pop(token, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                else:
+                    self.seen.add(token)
+                continue
+            if self.buffered > MAX_BUFFERED_OUTPUT:
+                self.truncated += 1
+                continue
+            text = raw[:MAX_LINE].decode(errors="replace")
+            self.buffered += len(text)
+            self.lines.append((now, text))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.partial:
+            self.lines.append((int(time.time() * 1000), self.partial.decode(errors="replace")))
+            self.partial = b""
+        if not self.closed.done():
+            self.closed.set_result(None)
+        for waiter in self.waiters.values():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for(self, token: str, timeout: float) -> None:
+        """Until the runtime's end-of-output marker for `token` arrives (bounded)."""
+        if token in self.seen:
+            self.seen.discard(token)
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters[token] = waiter
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        self.waiters.pop(token, None)
+
+    def take(self) -> list[tuple[int, str]]:
+        lines, self.lines, self.buffered = self.lines, [], 0
+        if self.truncated:
+            lines.append((int(time.time() * 1000), f"[ember] {self.truncated} lines dropped: output over {MAX_BUFFERED_OUTPUT} bytes"))
+            self.truncated = 0
+        return lines
+
+
+class Instance:
+    def __init__(self, sandbox: Sandbox, marker: str, log_stream: str, response_limit: int) -> None:
+        self.sandbox = sandbox
+        self.marker = marker
+        self.log_stream = log_stream
+        self.response_limit = response_limit
+        self.created = time.monotonic()
+        self.last_used = self.created
+        self.invocations = 0
+        self.frozen = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._logs: LogCollector | None = None
+        self._log_transport: asyncio.ReadTransport | None = None
+
+    @property
+    def id(self) -> str:
+        return self.sandbox.id
+
+    async def start(self, timeout: float) -> Outcome | None:
+        """Connect and wait for the runtime to initialise. None when ready; else the failure."""
+        loop = asyncio.get_running_loop()
+        self._reader, self._writer = await asyncio.open_unix_connection(
+            sock=self.sandbox.channel, limit=MAX_HEADER
+        )
+        pipe = os.fdopen(self.sandbox.log_fd, "rb", buffering=0)
+        transport, protocol = await loop.connect_read_pipe(lambda: LogCollector(self.marker), pipe)
+        self._log_transport, self._logs = transport, protocol
+        started = time.monotonic()
+        try:
+            header, _body = await asyncio.wait_for(self._read_frame(), timeout)
+        except TimeoutError:
+            return self._failure("Sandbox.Timedout", f"Init phase timed out after {timeout:.2f} seconds", started, "timeout")
+        except (asyncio.IncompleteReadError, ConnectionError, ProtocolViolation):
+            return await self._died(started)
+        await self._logs.wait_for("init", 1.0)
+        if header.get("type") == "ready":
+            return None
+        error = header.get("error") or {}
+        return Outcome(
+            payload=orjson.dumps(error),
+            function_error=True,
+            error_type=str(error.get("errorType", "Runtime.Unknown")),
+            status="error",
+            duration_ms=(time.monotonic() - started) * 1000,
+            lines=self._logs.take(),
+            healthy=False,
+            max_memory_mb=self.peak_memory_mb(),
+        )
+
+    def take_init_lines(self) -> list[tuple[int, str]]:
+        return self._logs.take() if self._logs else []
+
+    async def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
+        assert self._writer is not None and self._logs is not None
+        self.invocations += 1
+        if self.frozen:
+            self.sandbox.cgroup.thaw()
+            self.frozen = False
+        data = orjson.dumps(header)
+        started = time.monotonic()
+        self._writer.write(HEADER.pack(len(data), len(payload)) + data + payload)
+        try:
+            reply, body = await asyncio.wait_for(self._read_frame(), timeout)
+        except TimeoutError:
+            return self._failure(
+                "Sandbox.Timedout",
+                f"RequestId: {header['request_id']} Error: Task timed out after {timeout:.2f} seconds",
+                started,
+                "timeout",
+                log_line=f"{_iso_now()} {header['request_id']} Task timed out after {timeout:.2f} seconds",
+            )
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return await self._died(started, header["request_id"])
+        except ProtocolViolation as violation:
+            return self._failure("Runtime.InvalidResponse", str(violation), started, "error")
+        duration = (time.monotonic() - started) * 1000
+        await self._logs.wait_for(header["request_id"], 1.0)
+        self.last_used = time.monotonic()
+        if body is None:
+            return Outcome(
+                payload=error_payload(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size exceeded maximum allowed payload size ({self.response_limit} bytes).",
+                ),
+                function_error=True,
+                error_type="Function.ResponseSizeTooLarge",
+                duration_ms=duration,
+                lines=self._logs.take(),
+                max_memory_mb=self.peak_memory_mb(),
+            )
+        peak = self.peak_memory_mb()
+        failed = bool(reply.get("error"))
+        error_type = None
+        if failed:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                error_type = str(orjson.loads(body).get("errorType"))
+        return Outcome(
+            payload=body,
+            function_error=failed,
+            error_type=error_type,
+            duration_ms=duration,
+            lines=self._logs.take(),
+            max_memory_mb=peak,
+        )
+
+    async def _read_frame(self) -> tuple[dict[str, Any], bytes | None]:
+        """A frame; the body is None when it exceeded the response limit (and was drained)."""
+        assert self._reader is not None
+        head = await self._reader.readexactly(HEADER.size)
+        header_len, body_len = HEADER.unpack(head)
+        if header_len > MAX_HEADER:
+            raise ProtocolViolation("runtime sent an oversized frame header")
+        try:
+            header = orjson.loads(await self._reader.readexactly(header_len))
+        except orjson.JSONDecodeError:
+            raise ProtocolViolation("runtime sent a malformed frame header") from None
+        if not isinstance(header, dict):
+            raise ProtocolViolation("runtime sent a malformed frame header")
+        if body_len > self.response_limit:
+            remaining = body_len
+            while remaining:
+                chunk = await self._reader.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                remaining -= len(chunk)
+            return header, None
+        body = await self._reader.readexactly(body_len) if body_len else b""
+        return header, body
+
+    def _failure(
+        self, error_type: str, message: str, started: float, status: str, log_line: str | None = None
+    ) -> Outcome:
+        peak = self.peak_memory_mb()
+        self.destroy()
+        lines = self._logs.take() if self._logs else []
+        if log_line:
+            lines.append((int(time.time() * 1000), log_line))
+        return Outcome(
+            payload=error_payload(error_type, message),
+            function_error=True,
+            error_type=error_type,
+            status=status,
+            duration_ms=(time.monotonic() - started) * 1000,
+            lines=lines,
+            healthy=False,
+            max_memory_mb=peak,
+        )
+
+    async def _died(self, started: float, request_id: str = "") -> Outcome:
+        """The runtime went away: out of memory, or it exited (sys.exit, a crash, a kill)."""
+        if self._logs is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._logs.closed), 0.5)
+        oom = False
+        with contextlib.suppress(OSError, ValueError):
+            oom = self.sandbox.cgroup.oom_kills() > 0
+        prefix = f"RequestId: {request_id} Error: " if request_id else ""
+        if oom:
+            return self._failure(
+                "Runtime.OutOfMemory", f"{prefix}Runtime exited with error: signal: killed", started, "error"
+            )
+        return self._failure(
+            "Runtime.ExitError", f"{prefix}Runtime exited without providing a reason", started, "error"
+        )
+
+    def freeze(self) -> None:
+        if not self.frozen and not self.sandbox.destroyed:
+            self.sandbox.cgroup.freeze()
+            self.frozen = True
+
+    def peak_memory_mb(self) -> int:
+        try:
+            return -(-self.sandbox.cgroup.peak_memory_bytes() // (1024 * 1024))
+        except (OSError, ValueError):
+            return 0
+
+    def destroy(self) -> None:
+        """Kill the sandbox; the log pipe reaches EOF once its last process is gone."""
+        self.sandbox.destroy()
+        if self._writer is not None:
+            self._writer.close()
+        if self._log_transport is not None:
+            self._log_transport.close()
+
+
+def _iso_now() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"

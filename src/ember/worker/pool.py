@@ -1,0 +1,257 @@
+"""Instances per function version: warm reuse, cold creation, freezing, retirement, idle expiry.
+
+Instances are keyed by (function, version, revision): a code or configuration change gives new
+invocations a new key, and `retire` destroys the old key's idle instances at once (busy ones
+are destroyed when they are released). One invocation at a time per instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ember.functions.model import FunctionRecord
+from ember.runtime_catalog import Runtime
+from ember.sandbox.sandbox import SandboxManager, SandboxSpec
+from ember.settings import Settings
+from ember.worker.instance import Instance, Outcome
+
+log = logging.getLogger(__name__)
+
+API_SOCKET_IN_SANDBOX = "/var/runtime/ember.sock"
+
+
+@dataclass(frozen=True)
+class InstanceKey:
+    name: str
+    version: str
+    revision_id: str
+
+
+@dataclass
+class _Group:
+    idle: list[Instance] = field(default_factory=list)
+    total: int = 0
+    retired: bool = False
+
+
+@dataclass
+class Acquired:
+    instance: Instance | None
+    cold: bool
+    init_ms: float | None = None
+    init_failure: Outcome | None = None
+    init_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def log_stream_name(version: str) -> str:
+    return time.strftime("%Y/%m/%d/", time.gmtime()) + f"[{version}]{uuid.uuid4().hex}"
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        settings: Settings,
+        sandboxes: SandboxManager,
+        runtimes: dict[str, Runtime],
+        api_socket: Path | None,
+    ) -> None:
+        self.settings = settings
+        self.sandboxes = sandboxes
+        self.runtimes = runtimes
+        self.api_socket = api_socket
+        self.groups: dict[InstanceKey, _Group] = {}
+        self.live: set[Instance] = set()
+        self.created = 0
+        self.destroyed = 0
+        self._reaper: asyncio.Task[None] | None = None
+
+    def key(self, record: FunctionRecord) -> InstanceKey:
+        return InstanceKey(record.name, record.version, record.revision_id)
+
+    async def acquire(self, record: FunctionRecord, task_dir: str) -> Acquired:
+        key = self.key(record)
+        group = self.groups.setdefault(key, _Group())
+        while group.idle:
+            instance = group.idle.pop()
+            if not instance.sandbox.destroyed:
+                return Acquired(instance, cold=False)
+            group.total -= 1
+        group.total += 1
+        try:
+            return await self._create(record, task_dir)
+        except BaseException:
+            group.total -= 1
+            raise
+
+    def release(self, record: FunctionRecord, instance: Instance, healthy: bool) -> None:
+        key = self.key(record)
+        group = self.groups.get(key)
+        if group is None or group.retired or not healthy or instance.sandbox.destroyed:
+            self._destroy(instance)
+            if group is not None:
+                group.total -= 1
+                self._forget_if_empty(key, group)
+            return
+        try:
+            instance.freeze()
+        except OSError:
+            log.exception("freezing instance %s failed; destroying it", instance.id)
+            self._destroy(instance)
+            group.total -= 1
+            return
+        instance.last_used = time.monotonic()
+        group.idle.append(instance)
+
+    def discard(self, record: FunctionRecord) -> None:
+        """An instance that never started still counted against the group."""
+        group = self.groups.get(self.key(record))
+        if group is not None:
+            group.total -= 1
+
+    def retire(self, name: str) -> None:
+        """Destroy idle instances of every version of `name`; busy ones go on release."""
+        for key, group in list(self.groups.items()):
+            if key.name == name:
+                group.retired = True
+                for instance in group.idle:
+                    self._destroy(instance)
+                group.total -= len(group.idle)
+                group.idle.clear()
+                self._forget_if_empty(key, group)
+
+    def _forget_if_empty(self, key: InstanceKey, group: _Group) -> None:
+        if group.total <= 0 and not group.idle and self.groups.get(key) is group:
+            del self.groups[key]
+
+    def _destroy(self, instance: Instance) -> None:
+        if instance in self.live:
+            self.live.discard(instance)
+            self.destroyed += 1
+        with contextlib.suppress(Exception):
+            instance.destroy()
+
+    def idle_count(self) -> int:
+        return sum(len(g.idle) for g in self.groups.values())
+
+    async def _create(self, record: FunctionRecord, task_dir: str) -> Acquired:
+        runtime = self.runtimes[record.runtime]
+        stream = log_stream_name(record.version)
+        marker = "\x1eember-" + secrets.token_hex(8)
+        spec = SandboxSpec(
+            interpreter=runtime.executable,
+            prefix=runtime.prefix,
+            memory_mb=record.memory_size,
+            tmp_mb=record.ephemeral_storage,
+            binds=self._binds(task_dir),
+            env=self._environment(record, runtime, stream),
+            runtime_args={
+                "handler": record.handler,
+                "marker": marker,
+                "function_name": record.name,
+                "function_version": record.version,
+                "memory_mb": record.memory_size,
+                "log_group": record.effective_log_group,
+                "log_stream": stream,
+                "api_socket": API_SOCKET_IN_SANDBOX if self.api_socket else None,
+                "api_port": self.settings.port,
+            },
+        )
+        started = time.monotonic()
+        sandbox = await self.sandboxes.create(spec)
+        self.created += 1
+        instance = Instance(sandbox, marker, stream, self.settings.limits.sync_response_bytes)
+        self.live.add(instance)
+        try:
+            failure = await instance.start(timeout=max(10.0, float(record.timeout)))
+        except BaseException:
+            self._destroy(instance)
+            raise
+        init_ms = (time.monotonic() - started) * 1000
+        if failure is not None:
+            self._destroy(instance)
+            self.discard(record)
+            return Acquired(None, cold=True, init_ms=init_ms, init_failure=failure, init_lines=failure.lines)
+        sandbox.cgroup.limit_cpu()
+        return Acquired(instance, cold=True, init_ms=init_ms, init_lines=instance.take_init_lines())
+
+    def _binds(self, task_dir: str) -> tuple[tuple[str, str], ...]:
+        binds: list[tuple[str, str]] = [(task_dir, "/var/task")]
+        if self.api_socket is not None:
+            binds.append((str(self.api_socket), API_SOCKET_IN_SANDBOX))
+        return tuple(binds)
+
+    def _environment(self, record: FunctionRecord, runtime: Runtime, stream: str) -> dict[str, str]:
+        s = self.settings
+        env = {
+            "PATH": f"{runtime.prefix}/bin:/usr/local/bin:/usr/bin:/bin:/opt/bin",
+            "LD_LIBRARY_PATH": f"{runtime.prefix}/lib:/var/task/lib:/opt/lib",
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        env.update(record.environment)
+        env.update(
+            {
+                "_HANDLER": record.handler,
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{record.runtime}",
+                "AWS_LAMBDA_FUNCTION_NAME": record.name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
+                "AWS_LAMBDA_FUNCTION_VERSION": record.version,
+                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_LOG_GROUP_NAME": record.effective_log_group,
+                "AWS_LAMBDA_LOG_STREAM_NAME": stream,
+                "AWS_REGION": s.region,
+                "AWS_DEFAULT_REGION": s.region,
+                "LAMBDA_TASK_ROOT": "/var/task",
+                "LAMBDA_RUNTIME_DIR": "/var/runtime",
+                "AWS_ACCESS_KEY_ID": "ember",
+                "AWS_SECRET_ACCESS_KEY": "ember",
+                "AWS_SESSION_TOKEN": "ember",
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s.port}",
+            }
+        )
+        if record.log_format == "JSON" and record.application_log_level:
+            env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level
+        return env
+
+    async def reap_idle(self) -> int:
+        """Destroy instances idle for longer than the idle timeout; returns how many."""
+        cutoff = time.monotonic() - self.settings.idle_timeout_s
+        reaped = 0
+        for key, group in list(self.groups.items()):
+            keep = [i for i in group.idle if i.last_used >= cutoff]
+            for instance in group.idle:
+                if instance.last_used < cutoff:
+                    self._destroy(instance)
+                    group.total -= 1
+                    reaped += 1
+            group.idle = keep
+            self._forget_if_empty(key, group)
+        return reaped
+
+    def start(self) -> None:
+        async def loop() -> None:
+            interval = max(0.05, min(5.0, self.settings.idle_timeout_s / 4))
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await self.reap_idle()
+                except Exception:
+                    log.exception("idle reaper failed")
+
+        self._reaper = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for instance in list(self.live):
+            self._destroy(instance)
+        self.groups.clear()
+        self.sandboxes.stop()
