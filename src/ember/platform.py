@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
+import socket
 from pathlib import Path
 
 from ember.dispatch.concurrency import ConcurrencyLimiter
@@ -17,7 +19,7 @@ from ember.runtime_catalog import Runtime, discover
 from ember.sandbox.sandbox import SandboxManager
 from ember.settings import Settings
 from ember.store.sqlite import SqliteStore
-from ember.worker.pool import WorkerPool
+from ember.worker.pool import API_SOCKET_IN_SANDBOX, WorkerPool, interpreter_of
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,17 @@ def _secret(path: Path) -> bytes:
         path.write_bytes(secrets.token_bytes(32))
         path.chmod(0o600)
     return path.read_bytes()
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    """The API's Unix socket, which sandboxes reach through a read-only bind."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o666)  # sandboxes run as an unprivileged uid
+    listener.listen(1024)
+    return listener
 
 
 class Platform:
@@ -41,11 +54,18 @@ class Platform:
         self.functions = FunctionService(settings, self.store, self.packages, self.runtimes)
         self.logs = LogStore(settings.data_dir / "logs.sqlite3")
         self.api_socket = settings.data_dir / "api.sock"
+        self.api_listener = _unix_listener(self.api_socket)
         self.sandboxes = SandboxManager(
-            settings.data_dir / "sandbox", settings.limits.pids_max, settings.limits.nofile
+            settings.data_dir / "sandbox",
+            tasks_root=self.packages.tasks,
+            extra_binds=((str(self.api_socket), API_SOCKET_IN_SANDBOX),),
+            pool_size=settings.sandbox_pool,
+            pids_max=settings.limits.pids_max,
+            nofile=settings.limits.nofile,
         )
         self.pool = WorkerPool(settings, self.sandboxes, self.runtimes, self.api_socket)
         self.functions.change_listeners.append(self.pool.retire)
+        self._prepare: asyncio.Task[None] | None = None
         self.invoker = Invoker(
             self.functions,
             self.pool,
@@ -55,16 +75,22 @@ class Platform:
         )
 
     async def start(self) -> None:
-        """Start background parts: the idle reaper, and the zygotes (off the request path)."""
+        """Start background parts: the idle reaper, zygotes and blank sandboxes."""
         self.pool.start()
+        self._prepare = asyncio.get_running_loop().create_task(self._prepare_sandboxes())
+
+    async def _prepare_sandboxes(self) -> None:
         for runtime in self.runtimes.values():
             try:
-                await asyncio.to_thread(self.sandboxes.prestart, runtime.executable)
+                await self.sandboxes.prepare(interpreter_of(runtime))
             except Exception:
-                log.exception("could not start the %s zygote", runtime.name)
+                log.exception("could not prepare %s sandboxes", runtime.name)
 
     async def stop(self) -> None:
+        if self._prepare is not None:
+            self._prepare.cancel()
         with contextlib.suppress(Exception):
             await self.pool.stop()
         self.logs.close()
         self.store.close()
+        self.api_listener.close()

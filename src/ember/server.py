@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 
@@ -20,6 +21,18 @@ from ember.settings import Settings
 
 class DataDirBusy(Exception):
     pass
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that Ctrl-C / SIGTERM end in a clean exit (status 0).
+
+    Plain uvicorn re-raises the signal once it has shut down, so the process would die of
+    SIGTERM (-15) or end in KeyboardInterrupt (Click: "Aborted!", status 1).
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 @contextlib.contextmanager
@@ -44,22 +57,10 @@ def exclusive(data_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _listen(settings: Settings, api_socket: Path) -> list[socket.socket]:
-    """The public TCP listener, and the Unix socket that sandboxes reach the API through."""
-    tcp = socket.create_server((settings.host, settings.port), backlog=2048, reuse_port=False)
-    with contextlib.suppress(FileNotFoundError):
-        api_socket.unlink()
-    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    unix.bind(str(api_socket))
-    os.chmod(api_socket, 0o666)  # sandboxes run as an unprivileged uid
-    unix.listen(1024)
-    return [tcp, unix]
-
-
 async def serve(settings: Settings) -> None:
     platform = Platform(settings)
     try:
-        sockets = _listen(settings, platform.api_socket)
+        tcp = socket.create_server((settings.host, settings.port), backlog=2048)
     except OSError as exc:
         await platform.stop()
         raise SystemExit(f"ember: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
@@ -74,7 +75,7 @@ async def serve(settings: Settings) -> None:
         access_log=False,
         lifespan="off",
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     print(f"Ember is listening on {settings.endpoint} (data in {settings.data_dir.resolve()})", flush=True)
     print(
         f"  boto3: boto3.client('lambda', endpoint_url='{settings.endpoint}', "
@@ -82,7 +83,8 @@ async def serve(settings: Settings) -> None:
         flush=True,
     )
     try:
-        await server.serve(sockets=sockets)
+        # The Unix socket is how sandboxes reach the API (bound into them read-only).
+        await server.serve(sockets=[tcp, platform.api_listener])
     finally:
         await platform.stop()
 

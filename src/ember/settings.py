@@ -37,6 +37,8 @@ class Settings:
     region: str = "us-east-1"
     account_id: str = "000000000000"
     idle_timeout_s: float = 600.0
+    sandbox_pool: int = 2  # blank sandboxes kept ready per runtime
+    freeze_delay_s: float = 0.005  # idle instances are frozen this long after an invocation
     log_level: str = "info"
     limits: Limits = field(default_factory=Limits)
 

@@ -15,7 +15,8 @@ def main() -> None:
     """Ember: a self-hosted, AWS Lambda-compatible function platform."""
 
 
-@main.command()
+# Flags are EMBER_<NAME> (not Click's derived EMBER_SERVER_<NAME>), as the docs promise.
+@main.command(context_settings={"auto_envvar_prefix": "EMBER"})
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path(".ember"), show_default=True,
               help="Where SQLite and code packages live.")
 @click.option("--host", default="127.0.0.1", show_default=True)
@@ -26,9 +27,11 @@ def main() -> None:
               help="Seconds before an idle warm instance is destroyed.")
 @click.option("--concurrency", type=int, default=1000, show_default=True,
               help="Account concurrency limit.")
+@click.option("--sandbox-pool", type=int, default=2, show_default=True,
+              help="Blank sandboxes kept ready per runtime (cold starts claim them).")
 @click.option("--log-level", default="info", show_default=True)
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
-           idle_timeout: float, concurrency: int, log_level: str) -> None:
+           idle_timeout: float, concurrency: int, sandbox_pool: int, log_level: str) -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
     from ember.server import run
     from ember.settings import Limits
@@ -40,6 +43,7 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         region=region,
         account_id=account_id,
         idle_timeout_s=idle_timeout,
+        sandbox_pool=sandbox_pool,
         log_level=log_level,
         limits=Limits(account_concurrency=concurrency),
     )

@@ -130,10 +130,22 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
     return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
 def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
+    """Extract into `root`. Links are resolved as the kernel will (not just lexically): no entry
+    is written through a link, and every link must end up inside the package."""
     written = 0
+    real_root = os.path.realpath(root)
+    links: list[tuple[str, Path]] = []
     for info in archive.infolist():
         target = root / info.filename
+        if not _inside(os.path.realpath(target.parent), real_root):
+            raise InvalidParameterValue(
+                f"Zip entry {info.filename!r} points outside the package (through a link)"
+            )
         if info.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
@@ -145,11 +157,16 @@ def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
                 raise InvalidParameterValue(
                     f"Zip entry {info.filename!r} is a link that points outside the package"
                 )
-            os.symlink(link, target)
+            try:
+                os.symlink(link, target)
+            except OSError as exc:
+                raise InvalidParameterValue(UNZIP_ERROR) from exc
+            links.append((info.filename, target))
             continue
         mode = (info.external_attr >> 16) & 0o777 if info.create_system == 3 else 0
         try:
-            with archive.open(info) as src, open(target, "wb") as out:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with archive.open(info) as src, os.fdopen(fd, "wb") as out:
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
                     if written > limit:
@@ -158,6 +175,11 @@ def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
         except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
             raise InvalidParameterValue(UNZIP_ERROR) from exc
         os.chmod(target, 0o755 if mode & 0o111 else 0o644)
+    # A link that is inside on its own can still lead out through another link (p -> ../..,
+    # s -> p/../../..): judge each by where it finally resolves, once all links exist.
+    for name, target in links:
+        if not _inside(os.path.realpath(target), real_root):
+            raise InvalidParameterValue(f"Zip entry {name!r} is a link that points outside the package")
 
 
 def _compile(interpreter: str, root: Path) -> None:

@@ -121,6 +121,7 @@ class Instance:
         self.last_used = self.created
         self.invocations = 0
         self.frozen = False
+        self._freeze_timer: asyncio.TimerHandle | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._logs: LogCollector | None = None
@@ -167,6 +168,9 @@ class Instance:
     async def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
         assert self._writer is not None and self._logs is not None
         self.invocations += 1
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
         if self.frozen:
             self.sandbox.cgroup.thaw()
             self.frozen = False
@@ -277,9 +281,23 @@ class Instance:
             "Runtime.ExitError", f"{prefix}Runtime exited without providing a reason", started, "error"
         )
 
-    def freeze(self) -> None:
+    def freeze(self, delay: float = 0.0) -> None:
+        """Freeze the sandbox now, or after `delay` seconds unless an invocation comes first
+        (a back-to-back invocation then costs no freeze/thaw round trip)."""
+        if delay > 0:
+            if self._freeze_timer is None:
+                self._freeze_timer = asyncio.get_running_loop().call_later(delay, self._freeze_now)
+            return
+        self._freeze_now()
+
+    def _freeze_now(self) -> None:
+        self._freeze_timer = None
         if not self.frozen and not self.sandbox.destroyed:
-            self.sandbox.cgroup.freeze()
+            try:
+                self.sandbox.cgroup.freeze()
+            except OSError:
+                self.destroy()  # a sandbox we cannot freeze is not reused
+                return
             self.frozen = True
 
     def peak_memory_mb(self) -> int:
@@ -290,6 +308,9 @@ class Instance:
 
     def destroy(self) -> None:
         """Kill the sandbox; the log pipe reaches EOF once its last process is gone."""
+        if self._freeze_timer is not None:
+            self._freeze_timer.cancel()
+            self._freeze_timer = None
         self.sandbox.destroy()
         if self._writer is not None:
             self._writer.close()

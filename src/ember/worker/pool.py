@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ember.functions.model import FunctionRecord
 from ember.runtime_catalog import Runtime
-from ember.sandbox.sandbox import SandboxManager, SandboxSpec
+from ember.sandbox.sandbox import Interpreter, SandboxManager, SandboxSpec
 from ember.settings import Settings
 from ember.worker.instance import Instance, Outcome
 
@@ -48,6 +48,10 @@ class Acquired:
     init_ms: float | None = None
     init_failure: Outcome | None = None
     init_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def interpreter_of(runtime: Runtime) -> Interpreter:
+    return Interpreter(runtime.executable, runtime.prefix)
 
 
 def log_stream_name(version: str) -> str:
@@ -99,13 +103,7 @@ class WorkerPool:
                 group.total -= 1
                 self._forget_if_empty(key, group)
             return
-        try:
-            instance.freeze()
-        except OSError:
-            log.exception("freezing instance %s failed; destroying it", instance.id)
-            self._destroy(instance)
-            group.total -= 1
-            return
+        instance.freeze(self.settings.freeze_delay_s)
         instance.last_used = time.monotonic()
         group.idle.append(instance)
 
@@ -145,11 +143,10 @@ class WorkerPool:
         stream = log_stream_name(record.version)
         marker = "\x1eember-" + secrets.token_hex(8)
         spec = SandboxSpec(
-            interpreter=runtime.executable,
-            prefix=runtime.prefix,
+            interpreter=interpreter_of(runtime),
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,
-            binds=self._binds(task_dir),
+            task_dir=Path(task_dir),
             env=self._environment(record, runtime, stream),
             runtime_args={
                 "handler": record.handler,
@@ -164,7 +161,7 @@ class WorkerPool:
             },
         )
         started = time.monotonic()
-        sandbox = await self.sandboxes.create(spec)
+        sandbox = await self.sandboxes.acquire(spec)
         self.created += 1
         instance = Instance(sandbox, marker, stream, self.settings.limits.sync_response_bytes)
         self.live.add(instance)
@@ -180,12 +177,6 @@ class WorkerPool:
             return Acquired(None, cold=True, init_ms=init_ms, init_failure=failure, init_lines=failure.lines)
         sandbox.cgroup.limit_cpu()
         return Acquired(instance, cold=True, init_ms=init_ms, init_lines=instance.take_init_lines())
-
-    def _binds(self, task_dir: str) -> tuple[tuple[str, str], ...]:
-        binds: list[tuple[str, str]] = [(task_dir, "/var/task")]
-        if self.api_socket is not None:
-            binds.append((str(self.api_socket), API_SOCKET_IN_SANDBOX))
-        return tuple(binds)
 
     def _environment(self, record: FunctionRecord, runtime: Runtime, stream: str) -> dict[str, str]:
         s = self.settings
@@ -254,4 +245,4 @@ class WorkerPool:
         for instance in list(self.live):
             self._destroy(instance)
         self.groups.clear()
-        self.sandboxes.stop()
+        await self.sandboxes.stop()

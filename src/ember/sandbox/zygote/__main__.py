@@ -3,7 +3,9 @@
 Started by the platform as `<runtime python> -I <this dir> <control fd>`. It pre-imports the
 language runtime so each sandbox starts with it loaded, then serves spawn requests arriving as
 JSON messages (plus two file descriptors: the instance's socket and its log pipe) on a
-SOCK_SEQPACKET socket. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
+SOCK_SEQPACKET socket. A spawned sandbox is blank: it waits on its instance socket for a claim
+(the function's code directory, /tmp size, environment and runtime arguments) before it drops
+privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
 Standard library only.
 """
 
@@ -12,6 +14,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import traceback
 
@@ -34,9 +37,30 @@ def _reap():
             return
 
 
+def _read_claim(fd):
+    """The claim frame (`!II` lengths, JSON header, no body), read without over-reading."""
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = os.read(fd, n - len(data))
+            if not chunk:
+                raise EOFError("the platform closed the sandbox before claiming it")
+            data += chunk
+        return data
+
+    header_len, body_len = struct.unpack("!II", exactly(8))
+    claim = json.loads(exactly(header_len))
+    if body_len:
+        exactly(body_len)
+    return claim
+
+
 def _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd):
-    """PID 1 of the sandbox: finish the jail, then hand over to the language runtime."""
+    """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
+        jail.ready_blank(spec)
+        claim = _read_claim(instance_fd)
+        jail.claim(claim["task_dir"], claim["tmp_mb"])
         jail.finish(spec, seccomp_bpf)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
@@ -49,9 +73,9 @@ def _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd):
                 os.closerange(start, fd)
             start = fd + 1
         os.environ.clear()
-        os.environ.update(spec["env"])
+        os.environ.update(claim["env"])
         os.chdir("/var/task")
-        runtime.main(instance_fd, spec["runtime"])
+        runtime.main(instance_fd, claim["runtime"])
     except BaseException:
         try:
             os.write(2, ("ember sandbox setup failed:\n" + traceback.format_exc()).encode())

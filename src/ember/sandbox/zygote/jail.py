@@ -9,9 +9,10 @@ The order lives here and only here:
     2. unshare mount, PID, IPC, UTS, network and cgroup namespaces
     3. private mount propagation; tmpfs root; read-only binds; /tmp tmpfs; /dev; pivot_root
     4. fork the inner child (PID 1 of the new namespace) and exit
-  inner child:
-    5. mount /proc, make / read-only, hostname, loopback up
-    6. rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
+  inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
+    5. mount /proc, hostname, loopback up; wait for a claim
+    6. on claim: bind the function's code at /var/task, size /tmp, hide the other packages
+    7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
 """
 
 import ctypes
@@ -46,6 +47,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 PR_SET_PDEATHSIG = 1
 SECCOMP_MODE_FILTER = 2
+
+TASKS_MOUNT = "/.ember-tasks"
 
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine(), 155)
 
@@ -159,8 +162,12 @@ def build_root(spec):
             os.symlink(os.readlink(host), root + host)
         elif os.path.isdir(host):
             _bind(root, host, host)
-    for source, target in spec["binds"]:  # runtime prefix, code, runtime support files
+    for source, target in spec["binds"]:  # runtime prefix, API socket, runtime support files
         _bind(root, source, target)
+    # Every function's unpacked code, reachable by root only until the sandbox is claimed:
+    # claim() binds one package at /var/task and detaches this mount before dropping privileges.
+    _mkdirs(root + TASKS_MOUNT, 0o700)
+    _bind(root, spec["tasks_root"], TASKS_MOUNT)
     _make_etc(root, spec)
     _make_dev(root)
     for path in ("/proc", "/var/task", "/opt", "/var/runtime"):
@@ -234,13 +241,27 @@ def _loopback_up():
         sock.close()
 
 
-def finish(spec, seccomp_bpf):
-    """Steps 5-6: runs in the inner child (PID 1 of the sandbox)."""
+def ready_blank(spec):
+    """Step 5: the inner child's part that needs no function (before it waits for a claim)."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _libc.sethostname(b"localhost", 9)
     if spec.get("isolate_network", True):
         _loopback_up()
+
+
+def claim(task_subdir, tmp_mb):
+    """Step 6: attach one function's code read-only at /var/task and size /tmp."""
+    if "/" in task_subdir or task_subdir in ("", ".", ".."):
+        raise JailError("bad task directory name %r" % task_subdir)
+    mount(TASKS_MOUNT + "/" + task_subdir, "/var/task", None, MS_BIND)
+    mount(None, "/var/task", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    umount(TASKS_MOUNT, MNT_DETACH)
+    mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
+
+
+def finish(spec, seccomp_bpf):
+    """Step 7: seal the root, limits, then drop every privilege for good."""
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     nofile = spec["nofile"]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
