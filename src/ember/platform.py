@@ -10,8 +10,11 @@ import secrets
 import socket
 from pathlib import Path
 
+from ember.dispatch.async_dispatcher import AsyncDispatcher
 from ember.dispatch.concurrency import ConcurrencyLimiter
+from ember.dispatch.event_queue import EventQueue
 from ember.dispatch.invoker import Invoker
+from ember.functions.event_configs import EventConfigService
 from ember.functions.packages import PackageStore
 from ember.functions.service import FunctionService
 from ember.observe.logs import LogStore
@@ -73,10 +76,21 @@ class Platform:
             ConcurrencyLimiter(settings.limits.account_concurrency),
             settings.region,
         )
+        self.event_configs = EventConfigService(self.functions, self.store)
+        self.event_queue = EventQueue(settings.data_dir / "queue.sqlite3")
+        self.dispatcher = AsyncDispatcher(
+            self.event_queue,
+            self.invoker,
+            self.functions,
+            self.event_configs,
+            max_in_flight=settings.async_concurrency,
+            retry_base_s=settings.async_retry_base_s,
+        )
 
     async def start(self) -> None:
         """Start background parts: the idle reaper, zygotes and blank sandboxes."""
         self.pool.start()
+        self.dispatcher.start()
         self._prepare = asyncio.get_running_loop().create_task(self._prepare_sandboxes())
 
     async def _prepare_sandboxes(self) -> None:
@@ -90,7 +104,10 @@ class Platform:
         if self._prepare is not None:
             self._prepare.cancel()
         with contextlib.suppress(Exception):
+            await self.dispatcher.stop()
+        with contextlib.suppress(Exception):
             await self.pool.stop()
         self.logs.close()
+        self.event_queue.close()
         self.store.close()
         self.api_listener.close()

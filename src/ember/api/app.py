@@ -15,17 +15,16 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api import (
-    code_urls,
-    invoke_api,  # noqa: F401 - registers Invoke
-    wire,
-)
+from ember.api import code_urls, event_config_api, invoke_api, wire
 from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
 from ember.errors import EmberError, ResourceNotFound
 from ember.platform import Platform
 
 ServiceHandler = Callable[[Request], Awaitable[Response]]
+
+# Modules whose import registers their Lambda operations with lambda_api.
+OPERATION_MODULES = (event_config_api, invoke_api)
 
 
 class RequestIds:
@@ -71,6 +70,12 @@ def build_app(platform: Platform) -> ASGIApp:
             return JSONResponse({"message": "Access denied or expired"}, status_code=403)
         return FileResponse(path, media_type="application/zip")
 
+    async def async_queues(request: Request) -> Response:
+        """Per-function asynchronous queue figures (`ember queue`)."""
+        return JSONResponse(
+            {name: vars(row) for name, row in sorted(platform.dispatcher.stats().items())}
+        )
+
     async def aws(request: Request) -> Response:
         scope = scope_of(request.headers, request.query_params)
         service = scope.service if scope else "lambda"
@@ -86,6 +91,7 @@ def build_app(platform: Platform) -> ASGIApp:
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/_ember/code/{sha256:str}.zip", code, methods=["GET"]),
+            Route("/_ember/async", async_queues, methods=["GET"]),
             Route("/{path:path}", aws, methods=methods),
         ],
     )

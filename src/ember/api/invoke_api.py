@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from ember.api.lambda_api import operation
 from ember.dispatch.invoker import InvokeRequest
-from ember.errors import InvalidParameterValue, InvalidRequestContent
+from ember.errors import InvalidRequestContent, RequestEntityTooLarge
 from ember.platform import Platform
 
 
@@ -29,10 +29,17 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
         record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
         return {"StatusCode": 204, "ExecutedVersion": record.version}
     if invocation_type == "Event":
-        raise InvalidParameterValue(
-            "InvocationType Event (asynchronous invocation) is not supported by Ember yet; "
-            "use RequestResponse."
+        limit = platform.settings.limits.async_payload_bytes
+        if len(payload) > limit:
+            raise RequestEntityTooLarge(
+                f"{len(payload)} byte payload is too large for the Event invocation type (limit {limit} bytes)"
+            )
+        record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
+        qualifier = params.get("Qualifier") or platform.functions.parse_ref(params["FunctionName"]).qualifier
+        await platform.dispatcher.submit(
+            record.name, qualifier, payload, request.headers.get("x-amzn-trace-id")
         )
+        return {"StatusCode": 202}
     result = await invoker.invoke(
         InvokeRequest(
             function=params["FunctionName"],

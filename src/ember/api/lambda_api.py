@@ -129,7 +129,7 @@ async def delete_function(platform: Platform, request: Request, params: dict[str
     return {"StatusCode": 204}
 
 
-def _decode_marker(marker: str | None) -> str | None:
+def decode_marker(marker: str | None) -> str | None:
     if not marker:
         return None
     try:
@@ -138,17 +138,17 @@ def _decode_marker(marker: str | None) -> str | None:
         raise InvalidParameterValue("Invalid pagination marker") from None
 
 
-def _encode_marker(name: str | None) -> str | None:
+def encode_marker(name: str | None) -> str | None:
     return base64.urlsafe_b64encode(name.encode()).decode() if name else None
 
 
 @operation("ListFunctions")
 async def list_functions(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
     limit = min(int(params.get("MaxItems") or 50), 50)
-    records, last = platform.functions.list(_decode_marker(params.get("Marker")), limit)
+    records, last = platform.functions.list(decode_marker(params.get("Marker")), limit)
     return {
         "Functions": [_config(platform, r) for r in records],
-        "NextMarker": _encode_marker(last),
+        "NextMarker": encode_marker(last),
     }
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ember.cli.queue import queue
 from ember.settings import Settings
 
 
@@ -29,9 +30,14 @@ def main() -> None:
               help="Account concurrency limit.")
 @click.option("--sandbox-pool", type=int, default=2, show_default=True,
               help="Blank sandboxes kept ready per runtime (cold starts claim them).")
+@click.option("--async-concurrency", type=int, default=64, show_default=True,
+              help="Asynchronous invocations running at once.")
+@click.option("--async-retry-base", type=float, default=60.0, show_default=True,
+              help="Seconds before the first retry of a failed asynchronous event (then 2x).")
 @click.option("--log-level", default="info", show_default=True)
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
-           idle_timeout: float, concurrency: int, sandbox_pool: int, log_level: str) -> None:
+           idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
+           async_retry_base: float, log_level: str) -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
     from ember.server import run
     from ember.settings import Limits
@@ -44,11 +50,15 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         account_id=account_id,
         idle_timeout_s=idle_timeout,
         sandbox_pool=sandbox_pool,
+        async_concurrency=async_concurrency,
+        async_retry_base_s=async_retry_base,
         log_level=log_level,
         limits=Limits(account_concurrency=concurrency),
     )
     raise SystemExit(run(settings))
 
+
+main.add_command(queue)
 
 if __name__ == "__main__":
     main()

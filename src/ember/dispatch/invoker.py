@@ -34,6 +34,7 @@ class InvokeRequest:
     client_context: str | None = None
     trace_id: str | None = None
     tail: bool = False
+    request_id: str | None = None  # async retries keep their event's request id, as Lambda's do
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Invoker:
             self.limiter.release()
 
     async def _run(self, record: FunctionRecord, request: InvokeRequest) -> InvokeResult:
-        request_id = str(uuid.uuid4())
+        request_id = request.request_id or str(uuid.uuid4())
         task_dir = self.functions.task_dir(record)
         try:
             acquired = await self.pool.acquire(record, task_dir)

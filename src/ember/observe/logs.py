@@ -2,22 +2,39 @@
 
 Writes never touch the invocation path: `emit` appends to an in-memory queue and a writer
 thread commits batches. A failing write is counted and dropped, never raised to a caller.
+Reads use their own connections (WAL lets them run beside the writer), so a long search never
+holds up ingestion. Events are read in (timestamp, id) order, as CloudWatch Logs returns them;
+a `Position` — the (timestamp, id) of an event — is where a page of reading stops and the next
+one starts.
+
+This module knows storage and search, not AWS wire shapes (those are api/logs_api.py's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ember.observe.filter_pattern import FilterPattern, Prefilter
 from ember.store.sqlite import connect, migrate
 
 log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 256 * 1024  # CloudWatch's per-event limit
+EVENT_OVERHEAD = 26  # bytes CloudWatch counts per event on top of its message
+DAY_MS = 86_400_000
+SEARCH_WINDOW = 100_000  # index entries one SQL scan of a search covers at most
+SEARCH_CHUNK = 2_000  # rows fetched into Python at a time
+SWEEP_CHUNK = 20_000  # events deleted per transaction by the retention sweep
+
+Position = tuple[int, int]  # (timestamp, id) of an event
 
 
 @dataclass(frozen=True)
@@ -29,18 +46,61 @@ class LogEvent:
     ingestion: int
     message: str
 
+    @property
+    def position(self) -> Position:
+        return (self.timestamp, self.id)
+
+
+@dataclass(frozen=True)
+class GroupInfo:
+    name: str
+    created: int
+    retention_days: int | None
+    stored_bytes: int
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    log_group: str
+    name: str
+    created: int
+    first_event: int | None
+    last_event: int | None
+    last_ingestion: int | None
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    events: list[LogEvent]
+    next: Position | None  # where to go on; None when the search reached the end
+
 
 Batch = tuple[str, str, list[tuple[int, str]]]
+
+_EVENT_COLUMNS = "id, log_group, log_stream, timestamp, ingestion, message"
+
+
+def _size(message: str) -> int:
+    return len(message) if message.isascii() else len(message.encode())
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 class LogStore:
     def __init__(self, path: Path, flush_interval: float = 0.02) -> None:
+        self._path = path
         self._conn = connect(path)
         self._lock = threading.Lock()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             migrate(self._conn, "logs")
             self._conn.execute("COMMIT")
+        self._readers_lock = threading.Lock()
+        self._idle_readers: list[sqlite3.Connection] = []
+        self._all_readers: list[sqlite3.Connection] = []
+        self._closed = False
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._flush_interval = flush_interval
         self.dropped = 0
@@ -56,6 +116,11 @@ class LogStore:
         if events:
             self._idle.clear()
             self._queue.put((log_group, log_stream, events))
+
+    def put(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> None:
+        """Store events now (PutLogEvents): readers see them when this returns."""
+        if events:
+            self._write([(log_group, log_stream, events)])
 
     def _run(self) -> None:
         while True:
@@ -88,12 +153,17 @@ class LogStore:
                 return
 
     def _write(self, batches: list[Batch]) -> None:
-        now = int(time.time() * 1000)
+        now = _now_ms()
         rows = []
         streams: dict[tuple[str, str], tuple[int, int]] = {}
+        group_bytes: dict[str, int] = {}
         for group, stream, events in batches:
+            size = 0
             for ts, message in events:
-                rows.append((group, stream, ts, now, message[:MAX_EVENT_BYTES]))
+                text = message[:MAX_EVENT_BYTES]
+                size += _size(text)
+                rows.append((group, stream, ts, now, text))
+            group_bytes[group] = group_bytes.get(group, 0) + size
             first, last = min(e[0] for e in events), max(e[0] for e in events)
             if (group, stream) in streams:
                 old_first, old_last = streams[(group, stream)]
@@ -103,10 +173,11 @@ class LogStore:
             c = self._conn
             c.execute("BEGIN IMMEDIATE")
             try:
-                for group in {g for g, _ in streams}:
+                for group, size in group_bytes.items():
                     c.execute(
-                        "INSERT INTO log_groups (name, created) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                        (group, now),
+                        "INSERT INTO log_groups (name, created, stored_bytes) VALUES (?, ?, ?)"
+                        " ON CONFLICT (name) DO UPDATE SET stored_bytes = stored_bytes + excluded.stored_bytes",
+                        (group, now, size),
                     )
                 for (group, stream), (first, last) in streams.items():
                     c.execute(
@@ -127,6 +198,17 @@ class LogStore:
                 raise
             c.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything emitted so far is stored (tests, shutdown)."""
         return self._idle.wait(timeout)
@@ -136,46 +218,385 @@ class LogStore:
         self._writer.join(timeout=10)
         with self._lock:
             self._conn.close()
+        with self._readers_lock:
+            self._closed = True
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+            self._idle_readers.clear()
+
+    # -- groups, streams, retention --------------------------------------------------------
+
+    def create_group(self, name: str, now: int | None = None) -> bool:
+        """False if the group already exists."""
+        with self._tx() as c:
+            cursor = c.execute(
+                "INSERT INTO log_groups (name, created) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (name, now or _now_ms()),
+            )
+            return cursor.rowcount == 1
+
+    def create_stream(self, group: str, name: str, now: int | None = None) -> bool:
+        """False if the stream already exists (the caller checks that the group does)."""
+        with self._tx() as c:
+            cursor = c.execute(
+                "INSERT INTO log_streams (log_group, name, created) VALUES (?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (group, name, now or _now_ms()),
+            )
+            return cursor.rowcount == 1
+
+    def delete_group(self, name: str) -> bool:
+        with self._tx() as c:
+            if c.execute("DELETE FROM log_groups WHERE name = ?", (name,)).rowcount == 0:
+                return False
+            c.execute("DELETE FROM log_streams WHERE log_group = ?", (name,))
+            c.execute("DELETE FROM log_events WHERE log_group = ?", (name,))
+            return True
+
+    def delete_stream(self, group: str, name: str) -> bool:
+        with self._tx() as c:
+            gone = c.execute(
+                "DELETE FROM log_streams WHERE log_group = ? AND name = ?", (group, name)
+            ).rowcount
+            if gone == 0:
+                return False
+            freed = sum(
+                size
+                for (size,) in c.execute(
+                    "DELETE FROM log_events WHERE log_group = ? AND log_stream = ?"
+                    " RETURNING length(CAST(message AS BLOB))",
+                    (group, name),
+                ).fetchall()
+            )
+            c.execute(
+                "UPDATE log_groups SET stored_bytes = MAX(0, stored_bytes - ?) WHERE name = ?",
+                (freed, group),
+            )
+            return True
+
+    def set_retention(self, group: str, days: int | None) -> bool:
+        """Set (or with None remove) a group's retention; False if there is no such group."""
+        with self._tx() as c:
+            return (
+                c.execute(
+                    "UPDATE log_groups SET retention_days = ? WHERE name = ?", (days, group)
+                ).rowcount
+                == 1
+            )
+
+    def sweep_retention(self, now: int | None = None) -> int:
+        """Delete events older than their group's retention; returns how many went.
+
+        Works in chunks of SWEEP_CHUNK events per transaction so that ingestion is never held
+        up for long. Streams whose every event expired are deleted with them; the rest get
+        their firstEventTimestamp moved up. Safe to call from any thread, at any interval.
+        """
+        now = _now_ms() if now is None else now
+        with self._reader() as r:
+            groups = r.execute(
+                "SELECT name, retention_days FROM log_groups WHERE retention_days IS NOT NULL"
+            ).fetchall()
+        deleted = 0
+        for group, days in groups:
+            cutoff = now - int(days) * DAY_MS
+            while True:
+                with self._tx() as c:
+                    sizes = c.execute(
+                        "DELETE FROM log_events WHERE id IN (SELECT id FROM log_events"
+                        " WHERE log_group = ? AND timestamp < ? ORDER BY timestamp LIMIT ?)"
+                        " RETURNING length(CAST(message AS BLOB))",
+                        (group, cutoff, SWEEP_CHUNK),
+                    ).fetchall()
+                    if sizes:
+                        c.execute(
+                            "UPDATE log_groups SET stored_bytes = MAX(0, stored_bytes - ?)"
+                            " WHERE name = ?",
+                            (sum(s for (s,) in sizes), group),
+                        )
+                deleted += len(sizes)
+                if len(sizes) < SWEEP_CHUNK:
+                    break
+            with self._tx() as c:
+                c.execute(
+                    "DELETE FROM log_streams WHERE log_group = ? AND created < ?"
+                    " AND COALESCE(last_event, 0) < ?",
+                    (group, cutoff, cutoff),
+                )
+                c.execute(
+                    "UPDATE log_streams SET first_event = (SELECT MIN(timestamp) FROM log_events"
+                    " WHERE log_events.log_group = log_streams.log_group"
+                    " AND log_events.log_stream = log_streams.name)"
+                    " WHERE log_group = ? AND first_event < ?",
+                    (group, cutoff),
+                )
+        return deleted
 
     # -- reading -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._readers_lock:
+            if self._closed:
+                raise RuntimeError("the log store is closed")
+            conn = self._idle_readers.pop() if self._idle_readers else None
+        if conn is None:
+            conn = connect(self._path)
+            conn.execute("PRAGMA query_only = ON")
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            with self._readers_lock:
+                if not self._closed:
+                    self._idle_readers.append(conn)
+
+    def group(self, name: str) -> GroupInfo | None:
+        with self._reader() as r:
+            row = r.execute(
+                "SELECT name, created, retention_days, stored_bytes FROM log_groups WHERE name = ?",
+                (name,),
+            ).fetchone()
+        return GroupInfo(*row) if row else None
+
+    def groups(
+        self,
+        prefix: str | None = None,
+        contains: str | None = None,
+        names: Sequence[str] | None = None,
+        after: str | None = None,
+        limit: int = 50,
+    ) -> list[GroupInfo]:
+        """Groups by name; `contains` is case-insensitive (logGroupNamePattern)."""
+        sql = ["SELECT name, created, retention_days, stored_bytes FROM log_groups WHERE 1"]
+        args: list[object] = []
+        if prefix:
+            sql.append("AND name >= ? AND substr(name, 1, ?) = ?")
+            args += [prefix, len(prefix), prefix]
+        if contains:
+            sql.append("AND instr(lower(name), lower(?)) > 0")
+            args.append(contains)
+        if names is not None:
+            sql.append(f"AND name IN ({', '.join('?' for _ in names)})")
+            args.extend(names)
+        if after is not None:
+            sql.append("AND name > ?")
+            args.append(after)
+        sql.append("ORDER BY name LIMIT ?")
+        args.append(limit)
+        with self._reader() as r:
+            rows = r.execute(" ".join(sql), args).fetchall()
+        return [GroupInfo(*row) for row in rows]
+
+    def stream(self, group: str, name: str) -> StreamInfo | None:
+        with self._reader() as r:
+            row = r.execute(
+                "SELECT log_group, name, created, first_event, last_event, last_ingestion"
+                " FROM log_streams WHERE log_group = ? AND name = ?",
+                (group, name),
+            ).fetchone()
+        return StreamInfo(*row) if row else None
+
+    def streams(
+        self,
+        group: str,
+        prefix: str | None = None,
+        by_last_event: bool = False,
+        descending: bool = False,
+        after: tuple[int, str] | None = None,
+        limit: int = 50,
+    ) -> list[StreamInfo]:
+        """A group's streams by name, or by last event time (then name).
+
+        `after` is the (last event, name) key of the last stream of the previous page.
+        """
+        key = "COALESCE(last_event, 0), name" if by_last_event else "0, name"
+        sql = [
+            "SELECT log_group, name, created, first_event, last_event, last_ingestion"
+            " FROM log_streams WHERE log_group = ?"
+        ]
+        args: list[object] = [group]
+        if prefix:
+            sql.append("AND name >= ? AND substr(name, 1, ?) = ?")
+            args += [prefix, len(prefix), prefix]
+        if after is not None:
+            sql.append(f"AND ({key}) {'<' if descending else '>'} (?, ?)")
+            args += [after[0], after[1]]
+        order = " DESC" if descending else ""
+        sql.append(
+            f"ORDER BY COALESCE(last_event, 0){order}, name{order}" if by_last_event else f"ORDER BY name{order}"
+        )
+        sql.append("LIMIT ?")
+        args.append(limit)
+        with self._reader() as r:
+            rows = r.execute(" ".join(sql), args).fetchall()
+        return [StreamInfo(*row) for row in rows]
+
+    @staticmethod
+    def _where(
+        group: str,
+        streams: Sequence[str] | None,
+        stream_prefix: str | None,
+        start: int | None,
+        end: int | None,
+        after: Position | None,
+        before: Position | None,
+        until: Position | None,
+        prefilter: Prefilter | None,
+    ) -> tuple[str, list[object]]:
+        sql = ["log_group = ?"]
+        args: list[object] = [group]
+        if streams is not None:
+            if len(streams) == 1:
+                sql.append("log_stream = ?")
+            else:
+                sql.append(f"log_stream IN ({', '.join('?' for _ in streams)})")
+            args.extend(streams)
+        if stream_prefix:
+            sql.append("substr(log_stream, 1, ?) = ?")
+            args += [len(stream_prefix), stream_prefix]
+        if start is not None:
+            sql.append("timestamp >= ?")
+            args.append(start)
+        if end is not None:
+            sql.append("timestamp < ?")
+            args.append(end)
+        if after is not None:
+            sql.append("(timestamp, id) > (?, ?)")
+            args += list(after)
+        if before is not None:
+            sql.append("(timestamp, id) < (?, ?)")
+            args += list(before)
+        if until is not None:
+            sql.append("(timestamp, id) <= (?, ?)")
+            args += list(until)
+        if prefilter is not None:
+            for term in prefilter.all_of:
+                sql.append("instr(message, ?) > 0")
+                args.append(term)
+            if prefilter.any_of:
+                sql.append("(" + " OR ".join("instr(message, ?) > 0" for _ in prefilter.any_of) + ")")
+                args.extend(prefilter.any_of)
+            for term in prefilter.none_of:
+                sql.append("instr(message, ?) = 0")
+                args.append(term)
+        return " AND ".join(sql), args
 
     def events(
         self,
         log_group: str,
-        streams: list[str] | None = None,
+        streams: Sequence[str] | None = None,
         start: int | None = None,
         end: int | None = None,
-        contains: str | None = None,
-        after_id: int = 0,
+        after: Position | None = None,
+        before: Position | None = None,
+        newest_first: bool = False,
         limit: int = 10_000,
+        max_bytes: int | None = None,
+        stream_prefix: str | None = None,
+        prefilter: Prefilter | None = None,
     ) -> list[LogEvent]:
-        sql = ["SELECT id, log_group, log_stream, timestamp, ingestion, message FROM log_events"
-               " WHERE log_group = ? AND id > ?"]
-        args: list[object] = [log_group, after_id]
-        if streams:
-            sql.append(f"AND log_stream IN ({', '.join('?' for _ in streams)})")
-            args.extend(streams)
-        if start is not None:
-            sql.append("AND timestamp >= ?")
-            args.append(start)
-        if end is not None:
-            sql.append("AND timestamp < ?")
-            args.append(end)
-        if contains:
-            sql.append("AND instr(message, ?) > 0")
-            args.append(contains)
-        sql.append("ORDER BY id LIMIT ?")
-        args.append(limit)
-        with self._lock:
-            rows = self._conn.execute(" ".join(sql), args).fetchall()
-        return [LogEvent(*row) for row in rows]
+        """Events in [start, end) strictly after `after` / before `before`, oldest first.
 
-    def streams(self, log_group: str) -> list[tuple[str, int, int | None, int | None]]:
-        """(name, created, first event, last event) of a group's streams, newest first."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT name, created, first_event, last_event FROM log_streams"
-                " WHERE log_group = ? ORDER BY last_event DESC",
-                (log_group,),
-            ).fetchall()
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        With `newest_first`, the newest `limit` of them are taken (still returned oldest first).
+        `max_bytes` caps the page as CloudWatch does (message bytes + 26 per event).
+        """
+        where, args = self._where(
+            log_group, streams, stream_prefix, start, end, after, before, None, prefilter
+        )
+        order = "DESC" if newest_first else "ASC"
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE {where}"
+            f" ORDER BY timestamp {order}, id {order} LIMIT ?"
+        )
+        with self._reader() as r:
+            rows = r.execute(sql, [*args, limit]).fetchall()
+        found = [LogEvent(*row) for row in rows]
+        if max_bytes is not None:
+            total = 0
+            for i, event in enumerate(found):
+                total += _size(event.message) + EVENT_OVERHEAD
+                if total > max_bytes and i > 0:
+                    found = found[:i]
+                    break
+        if newest_first:
+            found.reverse()
+        return found
+
+    def search(
+        self,
+        log_group: str,
+        pattern: FilterPattern,
+        streams: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+        start: int | None = None,
+        end: int | None = None,
+        after: Position | None = None,
+        limit: int = 10_000,
+        max_bytes: int = 1_048_576,
+        budget_s: float = 1.0,
+    ) -> SearchPage:
+        """One page of FilterLogEvents: matching events in (timestamp, id) order.
+
+        The group is read in windows of SEARCH_WINDOW index entries; in each, SQL applies the
+        pattern's substring prefilter and Python its full predicate. A page ends at `limit`
+        events, `max_bytes`, or when `budget_s` has been spent (then possibly with no events,
+        as CloudWatch does), and `next` says where the following page starts.
+        """
+        found: list[LogEvent] = []
+        size = 0
+        cursor = after
+        deadline = time.monotonic() + budget_s
+        prefilter = None if pattern.kind == "all" else pattern.prefilter
+        check = not pattern.exact
+        with self._reader() as r:
+            while True:
+                boundary = self._window_end(r, log_group, cursor, start, end)
+                while True:
+                    where, args = self._where(
+                        log_group, streams, stream_prefix, start, end, cursor, None, boundary, prefilter
+                    )
+                    rows = r.execute(
+                        f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE {where}"
+                        " ORDER BY timestamp, id LIMIT ?",
+                        [*args, SEARCH_CHUNK],
+                    ).fetchall()
+                    for row in rows:
+                        event = LogEvent(*row)
+                        if not check or pattern.matches(event.message):
+                            weight = _size(event.message) + EVENT_OVERHEAD
+                            if found and size + weight > max_bytes:
+                                return SearchPage(found, cursor)
+                            found.append(event)
+                            size += weight
+                        cursor = event.position
+                        if len(found) >= limit:
+                            return SearchPage(found, cursor)
+                    if len(rows) < SEARCH_CHUNK:
+                        break
+                    if time.monotonic() > deadline:
+                        return SearchPage(found, cursor)
+                if boundary is None:
+                    return SearchPage(found, None)
+                cursor = boundary
+                if time.monotonic() > deadline:
+                    return SearchPage(found, cursor)
+
+    @staticmethod
+    def _window_end(
+        r: sqlite3.Connection,
+        group: str,
+        after: Position | None,
+        start: int | None,
+        end: int | None,
+    ) -> Position | None:
+        """The position SEARCH_WINDOW events on from `after` (an index-only read); None if the
+        group has fewer left."""
+        where, args = LogStore._where(group, None, None, start, end, after, None, None, None)
+        row = r.execute(
+            f"SELECT timestamp, id FROM log_events WHERE {where}"
+            " ORDER BY timestamp, id LIMIT 1 OFFSET ?",
+            [*args, SEARCH_WINDOW - 1],
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None

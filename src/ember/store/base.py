@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from ember.functions.model import FunctionRecord
 
@@ -29,3 +29,11 @@ class Store(Protocol):
 
     def code_usage(self) -> tuple[int, int]:
         """(number of functions, total stored code bytes)."""
+
+    def put_event_config(self, function: str, qualifier: str, config: dict[str, Any], now: float) -> None: ...
+
+    def get_event_config(self, function: str, qualifier: str) -> tuple[dict[str, Any], float] | None: ...
+
+    def delete_event_config(self, function: str, qualifier: str) -> bool: ...
+
+    def list_event_configs(self, function: str) -> list[tuple[str, dict[str, Any], float]]: ...

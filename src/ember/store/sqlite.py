@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -138,6 +139,7 @@ class SqliteStore:
     def delete_function(self, name: str) -> bool:
         with self._tx() as c:
             cur = c.execute("DELETE FROM functions WHERE name = ?", (name,))
+            c.execute("DELETE FROM event_invoke_configs WHERE function = ?", (name,))
             return cur.rowcount > 0
 
     def list_functions(self, after: str | None, limit: int) -> list[FunctionRecord]:
@@ -168,3 +170,40 @@ class SqliteStore:
                 " WHERE p.sha256 IN (SELECT code_sha256 FROM functions)"
             ).fetchone()[0]
         return int(count), int(total)
+
+    # -- asynchronous invocation configs -----------------------------------------------------
+
+    def put_event_config(self, function: str, qualifier: str, config: dict[str, Any], now: float) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO event_invoke_configs (function, qualifier, config, last_modified)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (function, qualifier) DO UPDATE SET"
+                " config = excluded.config, last_modified = excluded.last_modified",
+                (function, qualifier, orjson.dumps(config).decode(), now),
+            )
+
+    def get_event_config(self, function: str, qualifier: str) -> tuple[dict[str, Any], float] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT config, last_modified FROM event_invoke_configs"
+                " WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
+            ).fetchone()
+        return (orjson.loads(row[0]), float(row[1])) if row else None
+
+    def delete_event_config(self, function: str, qualifier: str) -> bool:
+        with self._tx() as c:
+            cur = c.execute(
+                "DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
+            )
+            return cur.rowcount > 0
+
+    def list_event_configs(self, function: str) -> list[tuple[str, dict[str, Any], float]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT qualifier, config, last_modified FROM event_invoke_configs"
+                " WHERE function = ? ORDER BY qualifier",
+                (function,),
+            ).fetchall()
+        return [(r[0], orjson.loads(r[1]), float(r[2])) for r in rows]

@@ -1,0 +1,281 @@
+"""Asynchronous invocations: accept durably, run soon, retry with back-off, then destinations.
+
+Accepted events live in the EventQueue (on disk) until they are finished; this dispatcher keeps
+the scheduling state in memory (rebuilt from the queue at start-up): a ready list per function
+served round-robin, so one function's backlog cannot starve another's, and a heap of events
+waiting for their retry time. Attempts run within the account's concurrency; an event that
+meets throttling waits and is tried again without losing an attempt.
+
+Delivery is at least once: an event whose attempt was running when the server stopped runs
+again after the restart, and so does one whose success was not yet recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ember.dispatch.event_queue import EventQueue, NewEvent, QueuedEvent
+from ember.dispatch.invoker import Invoker, InvokeRequest, InvokeResult
+from ember.errors import EmberError, ResourceNotFound, ServiceError, TooManyRequests
+from ember.functions.event_configs import AsyncPolicy, EventConfigService, Target
+from ember.functions.service import FunctionService
+
+log = logging.getLogger(__name__)
+
+THROTTLE_BACKOFF_S = 0.05
+
+
+@dataclass
+class FunctionQueueStats:
+    queued: int = 0
+    oldest_age_s: float = 0.0
+    in_flight: int = 0
+    retries: int = 0
+    failures: int = 0
+    expired: int = 0
+    succeeded: int = 0
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def _json_or_text(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return data.decode(errors="replace")
+
+
+class AsyncDispatcher:
+    def __init__(
+        self,
+        queue: EventQueue,
+        invoker: Invoker,
+        functions: FunctionService,
+        configs: EventConfigService,
+        max_in_flight: int,
+        retry_base_s: float,
+    ) -> None:
+        self.queue = queue
+        self.invoker = invoker
+        self.functions = functions
+        self.configs = configs
+        self.max_in_flight = max_in_flight
+        self.retry_base_s = retry_base_s
+        self.ready: dict[str, deque[QueuedEvent]] = {}
+        self.turns: deque[str] = deque()  # functions with ready events, in round-robin order
+        self.delayed: list[tuple[float, int, QueuedEvent]] = []
+        self.in_flight: dict[str, int] = {}
+        self.active = 0
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._attempts: set[asyncio.Task[None]] = set()
+
+    # -- accepting -----------------------------------------------------------------------
+
+    async def submit(self, function: str, qualifier: str | None, payload: bytes, trace_id: str | None) -> QueuedEvent:
+        """Store the event durably, then schedule it. Raises if it could not be stored."""
+        event = NewEvent(str(uuid.uuid4()), function, qualifier, payload, trace_id)
+        try:
+            stored = await self.queue.enqueue(event)
+        except Exception as exc:
+            log.exception("could not store an asynchronous event for %s", function)
+            raise ServiceError(f"Ember could not store the event: {exc}") from exc
+        self._schedule(stored)
+        return stored
+
+    def _schedule(self, event: QueuedEvent) -> None:
+        if event.visible_at <= time.time():
+            self._make_ready(event)
+        else:
+            heapq.heappush(self.delayed, (event.visible_at, next(self._seq), event))
+        self._wake.set()
+
+    def _make_ready(self, event: QueuedEvent) -> None:
+        ready = self.ready.get(event.function)
+        if ready is None:
+            ready = self.ready[event.function] = deque()
+        if not ready:
+            self.turns.append(event.function)
+        ready.append(event)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for event in self.queue.load():
+            self._schedule(event)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for attempt in list(self._attempts):
+            attempt.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            now = time.time()
+            while self.delayed and self.delayed[0][0] <= now:
+                self._make_ready(heapq.heappop(self.delayed)[2])
+            while self.turns and self.active < self.max_in_flight and self._capacity():
+                function = self.turns.popleft()
+                ready = self.ready[function]
+                event = ready.popleft()
+                if ready:
+                    self.turns.append(function)
+                else:
+                    del self.ready[function]
+                self._launch(event)
+            self._wake.clear()
+            timeout = None
+            if self.delayed:
+                timeout = max(0.0, self.delayed[0][0] - time.time())
+            if self.turns:  # waiting for capacity: look again soon
+                timeout = min(timeout if timeout is not None else THROTTLE_BACKOFF_S, THROTTLE_BACKOFF_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _capacity(self) -> bool:
+        limiter = self.invoker.limiter
+        return limiter.in_flight < limiter.limit
+
+    def _launch(self, event: QueuedEvent) -> None:
+        self.active += 1
+        self.in_flight[event.function] = self.in_flight.get(event.function, 0) + 1
+        task = asyncio.get_running_loop().create_task(self._attempt(event))
+        self._attempts.add(task)
+        task.add_done_callback(self._attempts.discard)
+
+    # -- one attempt ---------------------------------------------------------------------
+
+    async def _attempt(self, event: QueuedEvent) -> None:
+        try:
+            await self._try(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("asynchronous event %s: unexpected failure; it will run again", event.request_id)
+            heapq.heappush(self.delayed, (time.time() + self.retry_base_s, next(self._seq), event))
+        finally:
+            self.active -= 1
+            self.in_flight[event.function] -= 1
+            if not self.in_flight[event.function]:
+                del self.in_flight[event.function]
+            self._wake.set()
+
+    async def _try(self, event: QueuedEvent) -> None:
+        try:
+            policy = self.configs.policy(event.function, event.qualifier)
+        except EmberError:
+            policy = AsyncPolicy()
+        payload = self.queue.payload(event.id)
+        if payload is None:  # already finished (a duplicate schedule): nothing to do
+            return
+        if time.time() - event.enqueued_at > policy.max_age_s:
+            await self._fail(event, policy, "EventAgeExceeded", payload, None)
+            return
+        try:
+            result = await self.invoker.invoke(
+                InvokeRequest(
+                    event.function,
+                    event.qualifier,
+                    payload,
+                    trace_id=event.trace_id,
+                    request_id=event.request_id,
+                )
+            )
+        except TooManyRequests:
+            heapq.heappush(self.delayed, (time.time() + THROTTLE_BACKOFF_S, next(self._seq), event))
+            return
+        except ResourceNotFound:
+            log.warning("asynchronous event %s: %s no longer exists; dropped", event.request_id, event.function)
+            await self.queue.complete(event, "failed", [])
+            return
+        except ServiceError:
+            result = None
+        event.attempts += 1
+        if result is not None and not result.function_error:
+            followups = self._destination(policy.on_success, event, "Success", payload, result)
+            for stored in await self.queue.complete(event, "succeeded", followups):
+                self._schedule(stored)
+            return
+        if event.attempts > policy.max_retries:
+            await self._fail(event, policy, "RetriesExhausted", payload, result)
+            return
+        retry_at = time.time() + self.retry_base_s * event.attempts
+        await self.queue.retry_later(event, retry_at)
+        event.visible_at = retry_at
+        heapq.heappush(self.delayed, (retry_at, next(self._seq), event))
+
+    async def _fail(
+        self, event: QueuedEvent, policy: AsyncPolicy, condition: str, payload: bytes, result: InvokeResult | None
+    ) -> None:
+        followups = self._destination(policy.on_failure, event, condition, payload, result)
+        outcome = "expired" if condition == "EventAgeExceeded" else "failed"
+        log.info("asynchronous event %s for %s: %s", event.request_id, event.function, condition)
+        for stored in await self.queue.complete(event, outcome, followups):
+            self._schedule(stored)
+
+    def _destination(
+        self,
+        target: Target | None,
+        event: QueuedEvent,
+        condition: str,
+        payload: bytes,
+        result: InvokeResult | None,
+    ) -> list[NewEvent]:
+        if target is None:
+            return []
+        record: dict[str, Any] = {
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "requestContext": {
+                "requestId": event.request_id,
+                "functionArn": self.functions.arn(event.function, event.qualifier or "$LATEST"),
+                "condition": condition,
+                "approximateInvokeCount": event.attempts,
+            },
+            "requestPayload": _json_or_text(payload),
+        }
+        if result is not None:
+            context: dict[str, Any] = {"statusCode": 200, "executedVersion": result.executed_version}
+            if result.function_error:
+                context["functionError"] = "Unhandled"
+            record["responseContext"] = context
+            record["responsePayload"] = _json_or_text(result.payload)
+        return [NewEvent(str(uuid.uuid4()), target.function, target.qualifier, orjson.dumps(record), event.trace_id)]
+
+    # -- what `ember queue` shows --------------------------------------------------------
+
+    def stats(self) -> dict[str, FunctionQueueStats]:
+        now = time.time()
+        table: dict[str, FunctionQueueStats] = {}
+        waiting = [e for events in self.ready.values() for e in events] + [e for _, _, e in self.delayed]
+        for event in waiting:
+            row = table.setdefault(event.function, FunctionQueueStats())
+            row.queued += 1
+            row.oldest_age_s = max(row.oldest_age_s, now - event.enqueued_at)
+        for function, count in self.in_flight.items():
+            table.setdefault(function, FunctionQueueStats()).in_flight = count
+        for function, counters in self.queue.stats().items():
+            row = table.setdefault(function, FunctionQueueStats())
+            row.retries, row.failures, row.expired = counters.retried, counters.failed, counters.expired
+            row.succeeded = counters.succeeded
+        return table
