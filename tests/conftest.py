@@ -56,6 +56,8 @@ class LiveServer:
                         return
             except OSError:
                 time.sleep(0.05)
+        self.process.kill()  # never leave a half-started server behind
+        self.process.wait()
         raise RuntimeError(f"ember server did not answer /health in {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:

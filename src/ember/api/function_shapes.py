@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from ember.errors import InvalidParameterValue
@@ -20,7 +21,7 @@ _SCALARS = {
 }
 
 # Accepted only when empty: features later issues bring. Anything else is refused honestly.
-_NOT_YET = ("Layers", "DeadLetterConfig", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn",
+_NOT_YET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn",
             "KMSKeyArn", "CapacityProviderConfig", "DurableConfig", "TenancyConfig")
 
 
@@ -43,6 +44,14 @@ def record_fields(params: dict[str, Any]) -> dict[str, Any]:
         fields["ephemeral_storage"] = params["EphemeralStorage"]["Size"]
     if "Architectures" in params:
         fields["architectures"] = tuple(params["Architectures"])
+    if "DeadLetterConfig" in params:
+        target = (params["DeadLetterConfig"] or {}).get("TargetArn") or None
+        if target and not _DLQ_ARN.fullmatch(target):
+            raise InvalidParameterValue(
+                f"The provided DeadLetterConfig target {target} is not an Amazon SQS queue or "
+                "Amazon SNS topic ARN."
+            )
+        fields["dead_letter_target"] = target
     if "TracingConfig" in params:
         fields["tracing_mode"] = params["TracingConfig"].get("Mode", "PassThrough")
     if "LoggingConfig" in params:
@@ -52,6 +61,9 @@ def record_fields(params: dict[str, Any]) -> dict[str, Any]:
         fields["system_log_level"] = logging.get("SystemLogLevel")
         fields["log_group"] = logging.get("LogGroup")
     return fields
+
+
+_DLQ_ARN = re.compile(r"arn:aws[a-zA-Z-]*:(sqs|sns):[a-z0-9-]+:\d{12}:[a-zA-Z0-9_.-]{1,256}")
 
 
 def code_sha256_b64(hex_digest: str) -> str:
@@ -87,6 +99,8 @@ def configuration(record: FunctionRecord, arn: str) -> dict[str, Any]:
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
         "LoggingConfig": logging,
     }
+    if record.dead_letter_target:
+        doc["DeadLetterConfig"] = {"TargetArn": record.dead_letter_target}
     if record.environment:
         doc["Environment"] = {"Variables": dict(record.environment)}
     return doc

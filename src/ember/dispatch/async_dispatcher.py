@@ -211,6 +211,9 @@ class AsyncDispatcher:
         except ServiceError:
             result = None
         event.attempts += 1
+        if result is not None:
+            # An event is only marked done once the logs of its attempt are stored.
+            await self.invoker.logs.stored(result.log_seq)
         if result is not None and not result.function_error:
             followups = self._destination(policy.on_success, event, "Success", payload, result)
             for stored in await self.queue.complete(event, "succeeded", followups):

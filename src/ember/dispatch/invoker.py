@@ -45,6 +45,7 @@ class InvokeResult:
     executed_version: str
     log_tail: str | None
     cold: bool
+    log_seq: int = 0  # LogStore sequence number of this invocation's log lines
 
 
 class Invoker:
@@ -103,7 +104,7 @@ class Invoker:
                 raise ServiceError(f"Ember failed while running {record.name}: {exc}") from exc
             stream = instance.log_stream
             self.pool.release(record, instance, outcome.healthy)
-        lines = self._record_logs(record, request_id, stream, acquired.cold, acquired.init_ms, acquired.init_lines, outcome)
+        seq, lines = self._record_logs(record, request_id, stream, acquired.cold, acquired.init_ms, acquired.init_lines, outcome)
         tail = None
         if request.tail:
             text = "\n".join(lines) + "\n"
@@ -115,6 +116,7 @@ class Invoker:
             executed_version=record.version,
             log_tail=tail,
             cold=acquired.cold,
+            log_seq=seq,
         )
 
     def _record_logs(
@@ -126,7 +128,7 @@ class Invoker:
         init_ms: float | None,
         init_lines: list[tuple[int, str]],
         outcome: Outcome,
-    ) -> list[str]:
+    ) -> tuple[int, list[str]]:
         """The invocation's log lines (START … REPORT), stored off the hot path; never raises."""
         try:
             now = int(time.time() * 1000)
@@ -154,9 +156,9 @@ class Invoker:
                     ),
                 )
             )
-            self.logs.emit(record.effective_log_group, stream, events)
+            seq = self.logs.emit(record.effective_log_group, stream, events)
             start_index = next(i for i, e in enumerate(events) if e[1].startswith("START "))
-            return [text for _, text in events[start_index:]]
+            return seq, [text for _, text in events[start_index:]]
         except Exception:
             log.exception("recording logs for %s failed", request_id)
-            return []
+            return 0, []

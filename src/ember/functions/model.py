@@ -32,6 +32,7 @@ class FunctionRecord:
     revision_id: str = ""
     last_modified: float = 0.0  # seconds since the epoch
     tags: dict[str, str] = field(default_factory=dict)
+    dead_letter_target: str | None = None  # SQS/SNS ARN; stored now, delivered once those exist
     state: str = "Active"
     last_update_status: str = "Successful"
 

@@ -12,6 +12,7 @@ This module knows storage and search, not AWS wire shapes (those are api/logs_ap
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
@@ -75,7 +76,7 @@ class SearchPage:
     next: Position | None  # where to go on; None when the search reached the end
 
 
-Batch = tuple[str, str, list[tuple[int, str]]]
+Batch = tuple[int, str, str, list[tuple[int, str]]]  # (sequence number, group, stream, events)
 
 _EVENT_COLUMNS = "id, log_group, log_stream, timestamp, ingestion, message"
 
@@ -86,6 +87,11 @@ def _size(message: str) -> int:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class LogStore:
@@ -104,6 +110,10 @@ class LogStore:
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         self._flush_interval = flush_interval
         self.dropped = 0
+        self._seq = 0  # last sequence number handed out by emit()
+        self._stored_seq = 0  # every batch up to this one is committed (or dropped)
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
         self._writer = threading.Thread(target=self._run, name="ember-log-writer", daemon=True)
@@ -111,16 +121,40 @@ class LogStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def emit(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> None:
-        """Queue events for storage (non-blocking; never raises)."""
-        if events:
-            self._idle.clear()
-            self._queue.put((log_group, log_stream, events))
+    def emit(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> int:
+        """Queue events for storage (non-blocking; never raises). Returns a sequence number
+        to pass to `stored()`."""
+        if not events:
+            return self._seq
+        self._idle.clear()
+        self._seq += 1
+        self._queue.put((self._seq, log_group, log_stream, events))
+        return self._seq
+
+    async def stored(self, seq: int) -> None:
+        """Wait until the batch numbered `seq` (and every earlier one) has been written."""
+        if seq <= self._stored_seq:
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            if seq <= self._stored_seq:
+                return
+            self._waiters.append((seq, loop, future))
+        await future
+
+    def _mark_stored(self, seq: int) -> None:
+        with self._waiters_lock:
+            self._stored_seq = max(self._stored_seq, seq)
+            due = [w for w in self._waiters if w[0] <= self._stored_seq]
+            self._waiters = [w for w in self._waiters if w[0] > self._stored_seq]
+        for _, loop, future in due:
+            loop.call_soon_threadsafe(_resolve, future)
 
     def put(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> None:
         """Store events now (PutLogEvents): readers see them when this returns."""
         if events:
-            self._write([(log_group, log_stream, events)])
+            self._write([(0, log_group, log_stream, events)])
 
     def _run(self) -> None:
         while True:
@@ -145,8 +179,9 @@ class LogStore:
             try:
                 self._write(batches)
             except Exception:
-                self.dropped += sum(len(b[2]) for b in batches)
+                self.dropped += sum(len(b[3]) for b in batches)
                 log.exception("dropping %d log batches", len(batches))
+            self._mark_stored(max(b[0] for b in batches))
             if self._queue.empty():
                 self._idle.set()
             if stop:
@@ -157,7 +192,7 @@ class LogStore:
         rows = []
         streams: dict[tuple[str, str], tuple[int, int]] = {}
         group_bytes: dict[str, int] = {}
-        for group, stream, events in batches:
+        for _, group, stream, events in batches:
             size = 0
             for ts, message in events:
                 text = message[:MAX_EVENT_BYTES]
