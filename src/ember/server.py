@@ -90,6 +90,13 @@ async def serve(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> int:
+    if os.geteuid() != 0:
+        print(
+            "ember: the server must run as root: it builds sandboxes with Linux namespaces and "
+            "cgroups (function code itself runs as an unprivileged user)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         with exclusive(settings.data_dir):
             try:
