@@ -99,6 +99,10 @@ class FunctionService:
         self.packages = packages
         self.runtimes = runtimes
         self.change_listeners: list[Callable[[str], None]] = []
+        # Records are read on every invocation; every change goes through this service, which
+        # drops the cached entries of the function it changed.
+        self._records: dict[tuple[str, str], FunctionRecord] = {}
+        self._task_dirs: dict[tuple[str, str], str] = {}
 
     # -- naming --------------------------------------------------------------------------
 
@@ -137,7 +141,11 @@ class FunctionService:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
-        record = self.store.get_function(ref.name, version)
+        record = self._records.get((ref.name, version))
+        if record is None:
+            record = self.store.get_function(ref.name, version)
+            if record is not None:
+                self._records[(ref.name, version)] = record
         if record is None:
             raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version if version != LATEST else None)}")
         return record
@@ -225,6 +233,8 @@ class FunctionService:
         return self.get(ref.name)
 
     def _changed(self, name: str) -> None:
+        for key in [k for k in self._records if k[0] == name]:
+            del self._records[key]
         for listener in self.change_listeners:
             listener(name)
 
@@ -246,8 +256,13 @@ class FunctionService:
 
     def task_dir(self, record: FunctionRecord) -> str:
         """The unpacked, read-only code directory for a record (unpacking it if needed)."""
-        runtime = self.runtimes[record.runtime]
-        return str(self.packages.unpack(record.code_sha256, record.runtime, runtime.executable))
+        key = (record.code_sha256, record.runtime)
+        path = self._task_dirs.get(key)
+        if path is None:
+            runtime = self.runtimes[record.runtime]
+            path = str(self.packages.unpack(record.code_sha256, record.runtime, runtime.executable))
+            self._task_dirs[key] = path
+        return path
 
     def _check(self, record: FunctionRecord) -> None:
         limits = self.settings.limits
