@@ -26,6 +26,8 @@ from ember.worker.pool import API_SOCKET_IN_SANDBOX, WorkerPool, interpreter_of
 
 log = logging.getLogger(__name__)
 
+LOG_SWEEP_INTERVAL_S = 300
+
 
 def _secret(path: Path) -> bytes:
     """A per-installation key (signs code download URLs); created on first start."""
@@ -68,7 +70,7 @@ class Platform:
         )
         self.pool = WorkerPool(settings, self.sandboxes, self.runtimes, self.api_socket)
         self.functions.change_listeners.append(self.pool.retire)
-        self._prepare: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
         self.invoker = Invoker(
             self.functions,
             self.pool,
@@ -91,7 +93,20 @@ class Platform:
         """Start background parts: the idle reaper, zygotes and blank sandboxes."""
         self.pool.start()
         self.dispatcher.start()
-        self._prepare = asyncio.get_running_loop().create_task(self._prepare_sandboxes())
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self._prepare_sandboxes()),
+            loop.create_task(self._sweep_logs()),
+        ]
+
+    async def _sweep_logs(self) -> None:
+        """Enforce log groups' retention periods."""
+        while True:
+            await asyncio.sleep(LOG_SWEEP_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.logs.sweep_retention)
+            except Exception:
+                log.exception("log retention sweep failed")
 
     async def _prepare_sandboxes(self) -> None:
         for runtime in self.runtimes.values():
@@ -101,8 +116,8 @@ class Platform:
                 log.exception("could not prepare %s sandboxes", runtime.name)
 
     async def stop(self) -> None:
-        if self._prepare is not None:
-            self._prepare.cancel()
+        for task in self._background:
+            task.cancel()
         with contextlib.suppress(Exception):
             await self.dispatcher.stop()
         with contextlib.suppress(Exception):

@@ -540,8 +540,11 @@ def test_several_violations_are_reported_together(lam_raw: Any, unchanged: None)
         ({"Handler": "a b"}, "handler"),
         ({"Role": "not-a-role"}, "role"),
         ({"FunctionName": "x" * 65}, "functionName"),
+        # Keys need two characters or more, as on AWS (the model's [a-zA-Z]([a-zA-Z0-9_])+).
+        ({"Environment": {"Variables": {"A": "1"}}}, "environment.variables"),
+        ({"Environment": {"Variables": {"MY-VAR": "1"}}}, "environment.variables"),
     ],
-    ids=["name", "handler", "role", "long-name"],
+    ids=["name", "handler", "role", "long-name", "one-letter-env", "dash-env"],
 )
 def test_bad_patterns_are_400(lam_raw: Any, unchanged: None, override: dict[str, Any], member: str) -> None:
     status, code, message = client_error(lam_raw.create_function, **create_params(unique(), **override))
@@ -702,6 +705,26 @@ def test_symlink_out_of_the_package_is_400(lam: Any, unchanged: None, target: st
     assert "outside the package" in message
 
 
+def test_links_leading_out_through_other_links_are_400(server: LiveServer, lam: Any, unchanged: None) -> None:
+    import stat
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", CODE)
+        for name, target in (("deep/er/p", "../.."), ("deep/er/s", "p/../../../../..")):
+            link = zipfile.ZipInfo(name)
+            link.create_system = 3
+            link.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(link, target)
+        archive.writestr("deep/er/s/escaped-through-link.txt", "outside\n")
+    status, code, message = client_error(
+        lam.create_function, **create_params(unique(), Code={"ZipFile": buffer.getvalue()})
+    )
+    assert (status, code) == (400, "InvalidParameterValueException")
+    assert "outside the package" in message
+    assert _files_named(server.data_dir.parent, "escaped-through-link.txt") == []
+
+
 @pytest.fixture(scope="module")
 def zip_bomb() -> bytes:
     """One entry of 300 MB of zeros, deflated to a few hundred KB; built by streaming writes."""
@@ -765,6 +788,16 @@ def test_request_over_the_limit_through_boto3_is_413(lam: Any, unchanged: None) 
     # 53 MB of code: base64 in the JSON body makes it ~71 MB, over the limit.
     params = create_params(unique(), Code={"ZipFile": bytes(53 * 1024 * 1024)})
     status, code, _ = client_error(lam.create_function, **params)
+    assert (status, code) == (413, "RequestEntityTooLargeException")
+
+
+def test_zip_over_50_mb_is_413(lam: Any, unchanged: None) -> None:
+    # Just over the 50 MB zipped limit, while the request itself (~67 MB) is under 70,167,211.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("app.py", CODE)
+        archive.writestr("blob.bin", os.urandom(50 * 1024 * 1024 + 512 * 1024))
+    status, code, _ = client_error(lam.create_function, **create_params(unique(), Code={"ZipFile": buffer.getvalue()}))
     assert (status, code) == (413, "RequestEntityTooLargeException")
 
 

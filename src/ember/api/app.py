@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ember.api import code_urls, event_config_api, invoke_api, wire
 from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
+from ember.api.logs_api import LogsApi
 from ember.errors import EmberError, ResourceNotFound
 from ember.platform import Platform
 
@@ -52,7 +53,7 @@ class RequestIds:
 
 def build_app(platform: Platform) -> ASGIApp:
     lambda_api = LambdaApi(platform)
-    services: dict[str, ServiceHandler] = {"lambda": lambda_api}
+    services: dict[str, ServiceHandler] = {"lambda": lambda_api, "logs": LogsApi(platform)}
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "runtimes": sorted(platform.runtimes)})
@@ -78,7 +79,12 @@ def build_app(platform: Platform) -> ASGIApp:
 
     async def aws(request: Request) -> Response:
         scope = scope_of(request.headers, request.query_params)
-        service = scope.service if scope else "lambda"
+        if scope is not None:
+            service = scope.service
+        elif request.headers.get("x-amz-target", "").startswith("Logs_"):
+            service = "logs"  # an unsigned JSON-protocol call
+        else:
+            service = "lambda"
         handler = services.get(service)
         if handler is None:
             return wire.error_response(

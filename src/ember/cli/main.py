@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ember.cli.logs import logs
 from ember.cli.queue import queue
 from ember.settings import Settings
 
@@ -59,6 +60,7 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
 
 
 main.add_command(queue)
+main.add_command(logs)
 
 if __name__ == "__main__":
     main()

@@ -19,7 +19,7 @@ from ember.functions.service import FunctionService
 from ember.observe import platform_lines
 from ember.observe.logs import LogStore
 from ember.worker.instance import Outcome
-from ember.worker.pool import WorkerPool
+from ember.worker.pool import Acquired, WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,19 @@ class Invoker:
     async def _run(self, record: FunctionRecord, request: InvokeRequest) -> InvokeResult:
         request_id = request.request_id or str(uuid.uuid4())
         task_dir = self.functions.task_dir(record)
+        acquire_ms = _now_ms()
         try:
             acquired = await self.pool.acquire(record, task_dir)
         except Exception as exc:
             log.exception("could not start an instance of %s", record.name)
             raise ServiceError(f"Ember could not start an instance of {record.name}: {exc}") from exc
         instance = acquired.instance
+        start_ms = _now_ms()
         if instance is None:
             assert acquired.init_failure is not None
             outcome = acquired.init_failure
-            stream = "init-failed/" + request_id
+            stream = acquired.log_stream
+            end_ms = start_ms
         else:
             header = {
                 "type": "invoke",
@@ -102,9 +105,12 @@ class Invoker:
                 log.exception("invocation %s of %s failed in the platform", request_id, record.name)
                 self.pool.release(record, instance, healthy=False)
                 raise ServiceError(f"Ember failed while running {record.name}: {exc}") from exc
+            end_ms = _now_ms()  # before release: the instance's next output is stamped later
             stream = instance.log_stream
             self.pool.release(record, instance, outcome.healthy)
-        seq, lines = self._record_logs(record, request_id, stream, acquired.cold, acquired.init_ms, acquired.init_lines, outcome)
+        seq, lines = self._record_logs(
+            record, request_id, stream, acquired, outcome, (acquire_ms, start_ms, end_ms)
+        )
         tail = None
         if request.tail:
             text = "\n".join(lines) + "\n"
@@ -124,41 +130,43 @@ class Invoker:
         record: FunctionRecord,
         request_id: str,
         stream: str,
-        cold: bool,
-        init_ms: float | None,
-        init_lines: list[tuple[int, str]],
+        acquired: Acquired,
         outcome: Outcome,
+        times: tuple[int, int, int],
     ) -> tuple[int, list[str]]:
-        """The invocation's log lines (START … REPORT), stored off the hot path; never raises."""
+        """The invocation's log lines (START … REPORT), stored off the hot path; never raises.
+
+        `times` are (instance requested, invocation sent, result received) in ms: INIT_START,
+        START and END/REPORT carry them, so every line sorts where it happened.
+        """
         try:
-            now = int(time.time() * 1000)
+            acquire_ms, start_ms, end_ms = times
             events: list[tuple[int, str]] = []
-            if cold:
+            if acquired.cold:
                 runtime = self.functions.runtimes[record.runtime]
-                events.append((now, platform_lines.init_start(record.runtime, runtime.version, self.region)))
-                if outcome is not None and init_lines is outcome.lines:
-                    init_lines = []
-                events.extend(init_lines)
-            events.append((now, platform_lines.start(request_id, record.version)))
+                events.append((acquire_ms, platform_lines.init_start(record.runtime, runtime.version, self.region)))
+                if acquired.init_lines is not outcome.lines:
+                    events.extend(acquired.init_lines)
+            events.append((start_ms, platform_lines.start(request_id, record.version)))
             events.extend(outcome.lines)
-            events.append((now, platform_lines.end(request_id)))
-            events.append(
-                (
-                    now,
-                    platform_lines.report(
-                        request_id,
-                        outcome.duration_ms,
-                        record.memory_size,
-                        outcome.max_memory_mb,
-                        init_ms if cold else None,
-                        outcome.status,
-                        outcome.error_type,
-                    ),
-                )
+            events.append((end_ms, platform_lines.end(request_id)))
+            report = platform_lines.report(
+                request_id,
+                outcome.duration_ms,
+                record.memory_size,
+                outcome.max_memory_mb,
+                acquired.init_ms if acquired.cold else None,
+                outcome.status,
+                outcome.error_type,
             )
+            events.append((end_ms, report))
             seq = self.logs.emit(record.effective_log_group, stream, events)
             start_index = next(i for i, e in enumerate(events) if e[1].startswith("START "))
             return seq, [text for _, text in events[start_index:]]
         except Exception:
             log.exception("recording logs for %s failed", request_id)
             return 0, []
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

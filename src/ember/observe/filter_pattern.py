@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -155,7 +156,7 @@ class Value:
     quoted: bool = False
     regex: re.Pattern[str] | None = None
 
-    @property
+    @cached_property
     def number(self) -> float | None:
         if self.quoted or self.regex is not None or not _NUMBER.fullmatch(self.text):
             return None

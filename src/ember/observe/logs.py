@@ -354,9 +354,8 @@ class LogStore:
                     break
             with self._tx() as c:
                 c.execute(
-                    "DELETE FROM log_streams WHERE log_group = ? AND created < ?"
-                    " AND COALESCE(last_event, 0) < ?",
-                    (group, cutoff, cutoff),
+                    "DELETE FROM log_streams WHERE log_group = ? AND COALESCE(last_event, created) < ?",
+                    (group, cutoff),
                 )
                 c.execute(
                     "UPDATE log_streams SET first_event = (SELECT MIN(timestamp) FROM log_events"

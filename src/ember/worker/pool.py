@@ -48,6 +48,7 @@ class Acquired:
     init_ms: float | None = None
     init_failure: Outcome | None = None
     init_lines: list[tuple[int, str]] = field(default_factory=list)
+    log_stream: str = ""  # the failed instance's stream when init failed
 
 
 def interpreter_of(runtime: Runtime) -> Interpreter:
@@ -174,7 +175,9 @@ class WorkerPool:
         if failure is not None:
             self._destroy(instance)
             self.discard(record)
-            return Acquired(None, cold=True, init_ms=init_ms, init_failure=failure, init_lines=failure.lines)
+            return Acquired(
+                None, cold=True, init_ms=init_ms, init_failure=failure, init_lines=failure.lines, log_stream=stream
+            )
         sandbox.cgroup.limit_cpu()
         return Acquired(instance, cold=True, init_ms=init_ms, init_lines=instance.take_init_lines())
 
