@@ -6,8 +6,10 @@ unsigned requests go by path. Ember's own routes live under /_ember and /health.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -19,8 +21,10 @@ from ember.api import code_urls, event_config_api, invoke_api, wire
 from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
 from ember.api.logs_api import LogsApi
-from ember.errors import EmberError, ResourceNotFound
+from ember.errors import EmberError, ResourceNotFound, ServiceError
 from ember.platform import Platform
+
+log = logging.getLogger(__name__)
 
 ServiceHandler = Callable[[Request], Awaitable[Response]]
 
@@ -28,27 +32,42 @@ ServiceHandler = Callable[[Request], Awaitable[Response]]
 OPERATION_MODULES = (event_config_api, invoke_api)
 
 
-class RequestIds:
-    """Stamps every response with `x-amzn-RequestId`, as AWS does."""
+class EmberApp:
+    """The ASGI entry point. AWS API requests (every path but Ember's own) go straight to their
+    service handler — this is the invoke hot path, so it skips Starlette's router and
+    middleware; `/health` and `/_ember/*` go through Starlette. Every response carries an
+    `x-amzn-RequestId`, as AWS's do."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, aws: ServiceHandler, own_routes: ASGIApp) -> None:
+        self.aws = aws
+        self.own_routes = own_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.own_routes(scope, receive, send)
             return
-        request_id = str(uuid.uuid4()).encode()
+        request_id = str(uuid.uuid4())
+        path: str = scope["path"]
+        if path == "/health" or path.startswith("/_ember/"):
+            await self.own_routes(scope, receive, _stamping(send, request_id.encode()))
+            return
+        scope.setdefault("state", {})["request_id"] = request_id  # Invoke runs under this id
+        try:
+            response = await self.aws(Request(scope, receive))
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope["method"], path)
+            response = wire.error_response(ServiceError("Ember failed to handle the request."))
+        response.headers["x-amzn-RequestId"] = request_id
+        await response(scope, receive, send)
 
-        async def stamped(message: dict[str, object]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                headers.append((b"x-amzn-requestid", request_id))
-                message["headers"] = headers
-            await send(message)
 
-        scope.setdefault("state", {})["request_id"] = request_id.decode()
-        await self.app(scope, receive, stamped)  # type: ignore[arg-type]
+def _stamping(send: Send, request_id: bytes) -> Send:
+    async def stamped(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-amzn-requestid", request_id)]
+        await send(message)
+
+    return stamped
 
 
 def build_app(platform: Platform) -> ASGIApp:
@@ -92,16 +111,14 @@ def build_app(platform: Platform) -> ASGIApp:
             )
         return await handler(request)
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"]
-    app = Starlette(
+    own_routes = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/_ember/code/{sha256:str}.zip", code, methods=["GET"]),
             Route("/_ember/async", async_queues, methods=["GET"]),
-            Route("/{path:path}", aws, methods=methods),
         ],
     )
-    return RequestIds(app)
+    return EmberApp(aws, own_routes)
 
 
 class _UnknownService(ResourceNotFound):

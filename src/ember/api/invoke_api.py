@@ -48,6 +48,7 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
             client_context=params.get("ClientContext"),
             trace_id=request.headers.get("x-amzn-trace-id"),
             tail=params.get("LogType") == "Tail",
+            request_id=request.state.request_id,
         )
     )
     return {

@@ -4,17 +4,19 @@ It speaks the worker protocol (frames over the instance socket), collects the sa
 output from its log pipe, and turns every way an invocation can end into an Outcome:
 a result, a function error, a timeout, an out-of-memory kill or a runtime exit. An instance
 that failed in any way is destroyed by its pool, never reused.
+
+The I/O is plain asyncio protocols with futures and timer handles (no tasks, no wait_for):
+this is the warm-invoke hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -24,9 +26,14 @@ HEADER = struct.Struct("!II")
 MAX_HEADER = 1024 * 1024
 MAX_LINE = 256 * 1024
 MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
+MARKER_GRACE_S = 1.0  # how long output may trail its result frame
 
 
 class ProtocolViolation(Exception):
+    pass
+
+
+class ChannelClosed(Exception):
     pass
 
 
@@ -44,6 +51,115 @@ class Outcome:
 
 def error_payload(error_type: str, message: str) -> bytes:
     return orjson.dumps({"errorType": error_type, "errorMessage": message})
+
+
+Frame = tuple[dict[str, Any], bytes | None]  # body None: over the response limit (discarded)
+
+
+class FrameChannel(asyncio.Protocol):
+    """The platform's end of the instance socket: parses `!II` + JSON header + body frames.
+
+    Everything the sandbox sends is untrusted: an oversized header or malformed JSON is a
+    protocol violation, and a body over the response limit is counted and discarded, never
+    buffered.
+    """
+
+    def __init__(self, response_limit: int) -> None:
+        self.response_limit = response_limit
+        self.buffer = bytearray()
+        self.pending: tuple[dict[str, Any], int] | None = None  # header read, body to come
+        self.skipping = 0  # bytes of an oversized body still to discard
+        self.frames: list[Frame] = []
+        self.waiter: asyncio.Future[Frame] | None = None
+        self.failure: Exception | None = None
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        self.buffer += data
+        try:
+            self._parse()
+        except ProtocolViolation as violation:
+            self._fail(violation)
+
+    def _parse(self) -> None:
+        buf = self.buffer
+        while True:
+            if self.skipping:
+                dropped = min(self.skipping, len(buf))
+                del buf[:dropped]
+                self.skipping -= dropped
+                if self.skipping:
+                    return
+                assert self.pending is not None
+                self._deliver((self.pending[0], None))
+                self.pending = None
+                continue
+            if self.pending is None:
+                if len(buf) < HEADER.size:
+                    return
+                header_len, body_len = HEADER.unpack_from(buf)
+                if header_len > MAX_HEADER:
+                    raise ProtocolViolation("runtime sent an oversized frame header")
+                if len(buf) < HEADER.size + header_len:
+                    return
+                try:
+                    header = orjson.loads(bytes(buf[HEADER.size : HEADER.size + header_len]))
+                except orjson.JSONDecodeError:
+                    raise ProtocolViolation("runtime sent a malformed frame header") from None
+                if not isinstance(header, dict):
+                    raise ProtocolViolation("runtime sent a malformed frame header")
+                del buf[: HEADER.size + header_len]
+                self.pending = (header, body_len)
+                if body_len > self.response_limit:
+                    self.skipping = body_len
+                    continue
+            header, body_len = self.pending
+            if len(buf) < body_len:
+                return
+            body = bytes(buf[:body_len])
+            del buf[:body_len]
+            self.pending = None
+            self._deliver((header, body))
+
+    def _deliver(self, frame: Frame) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            self.waiter = None
+            waiter.set_result(frame)
+        else:
+            self.frames.append(frame)
+
+    def _fail(self, error: Exception) -> None:
+        self.failure = error
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            self.waiter = None
+            waiter.set_exception(error)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.failure is None:
+            self._fail(ChannelClosed("the runtime closed its channel"))
+
+    def next_frame(self) -> asyncio.Future[Frame]:
+        """A future for the next frame (raises ChannelClosed / ProtocolViolation)."""
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        if self.frames:
+            future.set_result(self.frames.pop(0))
+        elif self.failure is not None:
+            future.set_exception(self.failure)
+        else:
+            self.waiter = future
+        return future
+
+    def send(self, header: dict[str, Any], body: bytes) -> None:
+        assert self.transport is not None
+        data = orjson.dumps(header)
+        self.transport.write(HEADER.pack(len(data), len(body)) + data + body)
 
 
 class LogCollector(asyncio.Protocol):
@@ -68,10 +184,10 @@ class LogCollector(asyncio.Protocol):
         now = int(time.time() * 1000)
         for raw in complete:
             if raw.startswith(self.marker):
-                token = raw[len(self.marker):].decode(errors="replace")
+                token = raw[len(self.marker) :].decode(errors="replace")
                 waiter = self.waiters.pop(token, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                if waiter is not None:
+                    _resolve(waiter)
                 else:
                     self.seen.add(token)
                 continue
@@ -86,29 +202,49 @@ class LogCollector(asyncio.Protocol):
         if self.partial:
             self.lines.append((int(time.time() * 1000), self.partial.decode(errors="replace")))
             self.partial = b""
-        if not self.closed.done():
-            self.closed.set_result(None)
+        _resolve(self.closed)
         for waiter in self.waiters.values():
-            if not waiter.done():
-                waiter.set_result(None)
+            _resolve(waiter)
+        self.waiters.clear()
 
     async def wait_for(self, token: str, timeout: float) -> None:
         """Until the runtime's end-of-output marker for `token` arrives (bounded)."""
         if token in self.seen:
             self.seen.discard(token)
             return
-        waiter = asyncio.get_running_loop().create_future()
+        if self.closed.done():
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self.waiters[token] = waiter
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        self.waiters.pop(token, None)
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self.waiters.pop(token, None)
 
     def take(self) -> list[tuple[int, str]]:
         lines, self.lines, self.buffered = self.lines, [], 0
         if self.truncated:
-            lines.append((int(time.time() * 1000), f"[ember] {self.truncated} lines dropped: output over {MAX_BUFFERED_OUTPUT} bytes"))
+            lines.append(
+                (
+                    int(time.time() * 1000),
+                    f"[ember] {self.truncated} lines dropped: output over {MAX_BUFFERED_OUTPUT} bytes",
+                )
+            )
             self.truncated = 0
         return lines
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _expire(future: asyncio.Future[Frame]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class Instance:
@@ -122,8 +258,7 @@ class Instance:
         self.invocations = 0
         self.frozen = False
         self._freeze_timer: asyncio.TimerHandle | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._channel: FrameChannel | None = None
         self._logs: LogCollector | None = None
         self._log_transport: asyncio.ReadTransport | None = None
 
@@ -131,23 +266,36 @@ class Instance:
     def id(self) -> str:
         return self.sandbox.id
 
+    async def _frame(self, timeout: float) -> Frame:
+        """The next frame, or TimeoutError after `timeout` seconds."""
+        assert self._channel is not None
+        future = self._channel.next_frame()
+        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
     async def start(self, timeout: float) -> Outcome | None:
         """Connect and wait for the runtime to initialise. None when ready; else the failure."""
         loop = asyncio.get_running_loop()
-        self._reader, self._writer = await asyncio.open_unix_connection(
-            sock=self.sandbox.channel, limit=MAX_HEADER
+        self.sandbox.channel.setblocking(False)
+        _, self._channel = await loop.connect_accepted_socket(
+            lambda: FrameChannel(self.response_limit), self.sandbox.channel
         )
         pipe = os.fdopen(self.sandbox.log_fd, "rb", buffering=0)
         transport, protocol = await loop.connect_read_pipe(lambda: LogCollector(self.marker), pipe)
         self._log_transport, self._logs = transport, protocol
         started = time.monotonic()
         try:
-            header, _body = await asyncio.wait_for(self._read_frame(), timeout)
+            header, _ = await self._frame(timeout)
         except TimeoutError:
-            return self._failure("Sandbox.Timedout", f"Init phase timed out after {timeout:.2f} seconds", started, "timeout")
-        except (asyncio.IncompleteReadError, ConnectionError, ProtocolViolation):
+            return self._failure(
+                "Sandbox.Timedout", f"Init phase timed out after {timeout:.2f} seconds", started, "timeout"
+            )
+        except (ChannelClosed, ProtocolViolation, ConnectionError):
             return await self._died(started)
-        await self._logs.wait_for("init", 1.0)
+        await self._logs.wait_for("init", MARKER_GRACE_S)
         if header.get("type") == "ready":
             return None
         error = header.get("error") or {}
@@ -166,7 +314,7 @@ class Instance:
         return self._logs.take() if self._logs else []
 
     async def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
-        assert self._writer is not None and self._logs is not None
+        assert self._channel is not None and self._logs is not None
         self.invocations += 1
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
@@ -174,26 +322,27 @@ class Instance:
         if self.frozen:
             self.sandbox.cgroup.thaw()
             self.frozen = False
-        data = orjson.dumps(header)
+        request_id = header["request_id"]
         started = time.monotonic()
-        self._writer.write(HEADER.pack(len(data), len(payload)) + data + payload)
+        self._channel.send(header, payload)
         try:
-            reply, body = await asyncio.wait_for(self._read_frame(), timeout)
+            reply, body = await self._frame(timeout)
         except TimeoutError:
             return self._failure(
                 "Sandbox.Timedout",
-                f"RequestId: {header['request_id']} Error: Task timed out after {timeout:.2f} seconds",
+                f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds",
                 started,
                 "timeout",
-                log_line=f"{_iso_now()} {header['request_id']} Task timed out after {timeout:.2f} seconds",
+                log_line=f"{_iso_now()} {request_id} Task timed out after {timeout:.2f} seconds",
             )
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return await self._died(started, header["request_id"])
+        except (ChannelClosed, ConnectionError):
+            return await self._died(started, request_id)
         except ProtocolViolation as violation:
             return self._failure("Runtime.InvalidResponse", str(violation), started, "error")
         duration = (time.monotonic() - started) * 1000
-        await self._logs.wait_for(header["request_id"], 1.0)
+        await self._logs.wait_for(request_id, MARKER_GRACE_S)
         self.last_used = time.monotonic()
+        peak = self.peak_memory_mb()
         if body is None:
             return Outcome(
                 payload=error_payload(
@@ -204,14 +353,15 @@ class Instance:
                 error_type="Function.ResponseSizeTooLarge",
                 duration_ms=duration,
                 lines=self._logs.take(),
-                max_memory_mb=self.peak_memory_mb(),
+                max_memory_mb=peak,
             )
-        peak = self.peak_memory_mb()
         failed = bool(reply.get("error"))
         error_type = None
         if failed:
-            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            try:
                 error_type = str(orjson.loads(body).get("errorType"))
+            except (orjson.JSONDecodeError, AttributeError):
+                error_type = None
         return Outcome(
             payload=body,
             function_error=failed,
@@ -220,30 +370,6 @@ class Instance:
             lines=self._logs.take(),
             max_memory_mb=peak,
         )
-
-    async def _read_frame(self) -> tuple[dict[str, Any], bytes | None]:
-        """A frame; the body is None when it exceeded the response limit (and was drained)."""
-        assert self._reader is not None
-        head = await self._reader.readexactly(HEADER.size)
-        header_len, body_len = HEADER.unpack(head)
-        if header_len > MAX_HEADER:
-            raise ProtocolViolation("runtime sent an oversized frame header")
-        try:
-            header = orjson.loads(await self._reader.readexactly(header_len))
-        except orjson.JSONDecodeError:
-            raise ProtocolViolation("runtime sent a malformed frame header") from None
-        if not isinstance(header, dict):
-            raise ProtocolViolation("runtime sent a malformed frame header")
-        if body_len > self.response_limit:
-            remaining = body_len
-            while remaining:
-                chunk = await self._reader.read(min(remaining, 1 << 20))
-                if not chunk:
-                    raise asyncio.IncompleteReadError(b"", remaining)
-                remaining -= len(chunk)
-            return header, None
-        body = await self._reader.readexactly(body_len) if body_len else b""
-        return header, body
 
     def _failure(
         self, error_type: str, message: str, started: float, status: str, log_line: str | None = None
@@ -266,12 +392,16 @@ class Instance:
 
     async def _died(self, started: float, request_id: str = "") -> Outcome:
         """The runtime went away: out of memory, or it exited (sys.exit, a crash, a kill)."""
-        if self._logs is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._logs.closed), 0.5)
+        if self._logs is not None and not self._logs.closed.done():
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(0.5, _resolve, self._logs.closed)
+            await self._logs.closed
+            timer.cancel()
         oom = False
-        with contextlib.suppress(OSError, ValueError):
+        try:
             oom = self.sandbox.cgroup.oom_kills() > 0
+        except (OSError, ValueError):
+            oom = False
         prefix = f"RequestId: {request_id} Error: " if request_id else ""
         if oom:
             return self._failure(
@@ -311,11 +441,12 @@ class Instance:
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
             self._freeze_timer = None
-        self.sandbox.destroy()
-        if self._writer is not None:
-            self._writer.close()
+        # Transports first: they stop watching the descriptors the sandbox then closes.
+        if self._channel is not None and self._channel.transport is not None:
+            self._channel.transport.close()
         if self._log_transport is not None:
             self._log_transport.close()
+        self.sandbox.destroy()
 
 
 def _iso_now() -> str:
