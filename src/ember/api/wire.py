@@ -152,7 +152,8 @@ def serialize(model: ServiceModel, route: Route, result: dict[str, Any] | None) 
         else:
             document[name] = value
     if body is None:
-        body = orjson.dumps(document) if document or status != 204 else b""
+        # A shape whose body is one payload member sends nothing when it is absent (Invoke's 202).
+        body = b"" if payload_member or (not document and status == 204) else orjson.dumps(document)
     if status == 204:
         return Response(status_code=204, headers=headers)
     return Response(body, status_code=status, headers=headers, media_type=JSON_TYPE)

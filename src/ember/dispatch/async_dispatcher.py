@@ -60,6 +60,35 @@ def _json_or_text(data: bytes) -> Any:
         return data.decode(errors="replace")
 
 
+class _Slot:
+    """One attempt's hold on the dispatcher: starting (launched, not yet invoking), then one of
+    the max_in_flight slots until the function has run. Each step is undone exactly once."""
+
+    __slots__ = ("dispatcher", "function", "is_held", "is_starting")
+
+    def __init__(self, dispatcher: AsyncDispatcher, function: str) -> None:
+        self.dispatcher = dispatcher
+        self.function = function
+        self.is_starting = True
+        self.is_held = True
+
+    def running(self) -> None:
+        if self.is_starting:
+            self.is_starting = False
+            self.dispatcher.starting -= 1
+
+    def release(self) -> None:
+        self.running()
+        if self.is_held:
+            self.is_held = False
+            d = self.dispatcher
+            d.active -= 1
+            d.in_flight[self.function] -= 1
+            if not d.in_flight[self.function]:
+                del d.in_flight[self.function]
+            d._wake.set()
+
+
 class AsyncDispatcher:
     def __init__(
         self,
@@ -80,7 +109,8 @@ class AsyncDispatcher:
         self.turns: deque[str] = deque()  # functions with ready events, in round-robin order
         self.delayed: list[tuple[float, int, QueuedEvent]] = []
         self.in_flight: dict[str, int] = {}
-        self.active = 0
+        self.active = 0  # attempts holding one of the max_in_flight slots
+        self.starting = 0  # of those, launched but not yet counted by the limiter
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -102,8 +132,14 @@ class AsyncDispatcher:
     def _schedule(self, event: QueuedEvent) -> None:
         if event.visible_at <= time.time():
             self._make_ready(event)
+            self._wake.set()
         else:
-            heapq.heappush(self.delayed, (event.visible_at, next(self._seq), event))
+            self._delay(event, event.visible_at)
+
+    def _delay(self, event: QueuedEvent, until: float) -> None:
+        """Run `event` again at `until` (and wake the loop, which may be sleeping without a
+        deadline when nothing else waits)."""
+        heapq.heappush(self.delayed, (until, next(self._seq), event))
         self._wake.set()
 
     def _make_ready(self, event: QueuedEvent) -> None:
@@ -153,34 +189,34 @@ class AsyncDispatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _capacity(self) -> bool:
+        """Room in the account's concurrency, counting attempts launched but not yet running
+        (so a full account does not launch a herd of attempts only to throttle them)."""
         limiter = self.invoker.limiter
-        return limiter.in_flight < limiter.limit
+        return limiter.in_flight + self.starting < limiter.limit
 
     def _launch(self, event: QueuedEvent) -> None:
         self.active += 1
+        self.starting += 1
         self.in_flight[event.function] = self.in_flight.get(event.function, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._attempt(event))
+        slot = _Slot(self, event.function)
+        task = asyncio.get_running_loop().create_task(self._attempt(event, slot))
         self._attempts.add(task)
         task.add_done_callback(self._attempts.discard)
 
     # -- one attempt ---------------------------------------------------------------------
 
-    async def _attempt(self, event: QueuedEvent) -> None:
+    async def _attempt(self, event: QueuedEvent, slot: _Slot) -> None:
         try:
-            await self._try(event)
+            await self._try(event, slot)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("asynchronous event %s: unexpected failure; it will run again", event.request_id)
-            heapq.heappush(self.delayed, (time.time() + self.retry_base_s, next(self._seq), event))
+            self._delay(event, time.time() + self.retry_base_s)
         finally:
-            self.active -= 1
-            self.in_flight[event.function] -= 1
-            if not self.in_flight[event.function]:
-                del self.in_flight[event.function]
-            self._wake.set()
+            slot.release()
 
-    async def _try(self, event: QueuedEvent) -> None:
+    async def _try(self, event: QueuedEvent, slot: _Slot) -> None:
         try:
             policy = self.configs.policy(event.function, event.qualifier)
         except EmberError:
@@ -191,18 +227,20 @@ class AsyncDispatcher:
         if time.time() - event.enqueued_at > policy.max_age_s:
             await self._fail(event, policy, "EventAgeExceeded", payload, None)
             return
+        request = InvokeRequest(
+            event.function,
+            event.qualifier,
+            payload,
+            trace_id=event.trace_id,
+            request_id=event.request_id,
+        )
+        # invoke() takes its concurrency slot before its first await: from here on the
+        # attempt counts in the limiter, no longer as starting.
+        slot.running()
         try:
-            result = await self.invoker.invoke(
-                InvokeRequest(
-                    event.function,
-                    event.qualifier,
-                    payload,
-                    trace_id=event.trace_id,
-                    request_id=event.request_id,
-                )
-            )
+            result = await self.invoker.invoke(request)
         except TooManyRequests:
-            heapq.heappush(self.delayed, (time.time() + THROTTLE_BACKOFF_S, next(self._seq), event))
+            self._delay(event, time.time() + THROTTLE_BACKOFF_S)
             return
         except ResourceNotFound:
             log.warning("asynchronous event %s: %s no longer exists; dropped", event.request_id, event.function)
@@ -210,6 +248,9 @@ class AsyncDispatcher:
             return
         except ServiceError:
             result = None
+        # The function has run: its slot goes to the next event while this one's outcome is
+        # recorded (waiting for the log writer and the queue's fsync must not hold up others).
+        slot.release()
         event.attempts += 1
         if result is not None:
             # An event is only marked done once the logs of its attempt are stored.
@@ -225,7 +266,7 @@ class AsyncDispatcher:
         retry_at = time.time() + self.retry_base_s * event.attempts
         await self.queue.retry_later(event, retry_at)
         event.visible_at = retry_at
-        heapq.heappush(self.delayed, (retry_at, next(self._seq), event))
+        self._delay(event, retry_at)
 
     async def _fail(
         self, event: QueuedEvent, policy: AsyncPolicy, condition: str, payload: bytes, result: InvokeResult | None

@@ -135,9 +135,7 @@ class SandboxManager:
 
     async def prepare(self, interpreter: Interpreter) -> None:
         """Start the interpreter's zygote and fill its pool of blanks."""
-        zygote = self.zygote(interpreter)
-        if not zygote.alive:
-            await asyncio.to_thread(zygote.start)
+        await asyncio.to_thread(self.zygote(interpreter).start)
         await self._refill(interpreter)
 
     async def acquire(self, spec: SandboxSpec) -> Sandbox:

@@ -13,6 +13,7 @@ from typing import Any
 
 ZYGOTE_DIR = Path(__file__).parent / "zygote"
 MAX_MESSAGE = 256 * 1024
+SPAWN_TIMEOUT_S = 30.0  # a zygote that does not answer a spawn in this long is restarted
 
 
 class ZygoteError(Exception):
@@ -44,6 +45,13 @@ class Zygote:
         self._control: socket.socket | None = None
 
     def start(self) -> None:
+        """Start the zygote unless it is running (thread-safe)."""
+        with self._lock:
+            if not self.alive:
+                self._start()
+
+    def _start(self) -> None:
+        self._stop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
@@ -67,7 +75,7 @@ class Zygote:
         reply = self._receive()
         if not reply.get("ok"):
             raise ZygoteError(f"zygote for {self.interpreter} failed to start: {reply}")
-        parent.settimeout(None)
+        parent.settimeout(SPAWN_TIMEOUT_S)
 
     def _receive(self) -> dict[str, Any]:
         assert self._control is not None
@@ -87,15 +95,24 @@ class Zygote:
         """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed."""
         with self._lock:
             if not self.alive:
-                self.start()
+                self._start()
             assert self._control is not None
-            socket.send_fds(self._control, [json.dumps(spec).encode()], [instance_fd, log_fd])
-            reply = self._receive()
+            try:
+                socket.send_fds(self._control, [json.dumps(spec).encode()], [instance_fd, log_fd])
+                reply = self._receive()
+            except (OSError, ValueError, ZygoteError):
+                # The request/reply exchange is out of step or the zygote is gone: start afresh.
+                self._stop()
+                raise
         if not reply.get("ok"):
             raise ZygoteError(f"sandbox setup failed: {reply.get('error')}")
         return int(reply["pid"])
 
     def stop(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
         if self._control is not None:
             self._control.close()
             self._control = None

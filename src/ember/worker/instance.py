@@ -183,20 +183,28 @@ class LogCollector(asyncio.Protocol):
             self.partial = b""
         now = int(time.time() * 1000)
         for raw in complete:
-            if raw.startswith(self.marker):
-                token = raw[len(self.marker) :].decode(errors="replace")
+            # The marker ends the line it is on: output a child process left unterminated
+            # (the runtime cannot see it) may stand before it.
+            at = raw.find(self.marker)
+            if at >= 0:
+                if at > 0:
+                    self._add(now, raw[:at])
+                token = raw[at + len(self.marker) :].decode(errors="replace")
                 waiter = self.waiters.pop(token, None)
                 if waiter is not None:
                     _resolve(waiter)
                 else:
                     self.seen.add(token)
                 continue
-            if self.buffered > MAX_BUFFERED_OUTPUT:
-                self.truncated += 1
-                continue
-            text = raw[:MAX_LINE].decode(errors="replace")
-            self.buffered += len(text)
-            self.lines.append((now, text))
+            self._add(now, raw)
+
+    def _add(self, now: int, raw: bytes) -> None:
+        if self.buffered > MAX_BUFFERED_OUTPUT:
+            self.truncated += 1
+            return
+        text = raw[:MAX_LINE].decode(errors="replace")
+        self.buffered += len(text)
+        self.lines.append((now, text))
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.partial:

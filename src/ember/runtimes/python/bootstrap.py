@@ -1,5 +1,8 @@
 """Ember's Python runtime: runs inside the sandbox as its PID 1. Standard library only.
 
+It must run on every Python a function may use (3.10 and later), so it uses no newer syntax or
+APIs; annotations stay unevaluated (`from __future__ import annotations`).
+
 It is pre-imported by the zygote (`preload`), then `main` runs in each sandbox: it imports the
 function's handler, reports `ready` (or `init_error`) to the worker, and serves invocations one
 at a time over the instance socket. Frames are `!II` (header length, body length) followed by
@@ -8,20 +11,28 @@ a JSON header and an opaque body. Messages:
   worker → runtime  {"type": "invoke", "request_id", "deadline_ms", "invoked_arn",
                      "client_context", "identity", "trace_id"} + event bytes
   runtime → worker  {"type": "ready"} | {"type": "init_error", "error": {...}}
-                    {"type": "result", "error": null | {...}} + response bytes
+                    {"type": "result", "error": false | true} + response bytes
 
 Everything the function prints goes to fd 1/2 (the log pipe); before each result the runtime
-writes `<marker> <request id>` there (`<marker> init` after start-up) so the worker knows the invocation's output is complete.
-The Lambda Runtime API (for custom runtimes) will translate to the same frames.
+writes `<marker> <request id>` there, on a line of its own (`<marker> init` after start-up), so
+the worker knows the invocation's output is complete. The Lambda Runtime API (for custom
+runtimes) will translate to the same frames.
+
+Results are serialized as AWS's Python runtime does: `Decimal` as a JSON number, `bytes`
+returned as they are, non-ASCII text unescaped from python3.12 on.
 """
+
+from __future__ import annotations
 
 import base64
 import contextlib
 import decimal
 import importlib
+import io
 import json
 import logging
 import os
+import re
 import selectors
 import socket
 import struct
@@ -29,19 +40,27 @@ import sys
 import threading
 import time
 import traceback
+from types import TracebackType
+from typing import Any, Callable
 
 _HEADER = struct.Struct("!II")
+_THIS_FILE = os.path.abspath(__file__)
+_ENSURE_ASCII = sys.version_info < (3, 12)  # AWS's runtimes stopped escaping with python3.12
+
+Header = dict[str, Any]  # a frame's JSON header
+ErrorDocument = dict[str, Any]  # {errorMessage, errorType, requestId, stackTrace}
+Handler = Callable[[Any, "LambdaContext"], Any]
 
 
 class _InitError(Exception):
-    def __init__(self, error_type, message, stack=None):
+    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
-        self.stack = stack or []
+        self.stack: list[str] = stack or []
 
 
-def preload():
+def preload() -> None:
     """Work done once in the zygote, shared by every sandbox it forks."""
     import email.utils  # noqa: F401 - common in handlers, cheap to share
     import urllib.parse  # noqa: F401
@@ -52,103 +71,177 @@ def preload():
 
 
 class _Channel:
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.sock = socket.socket(fileno=fd)
         self.rfile = self.sock.makefile("rb", buffering=1 << 16)
 
-    def read(self):
+    def read(self) -> tuple[Header | None, bytes]:
         head = self.rfile.read(_HEADER.size)
         if len(head) < _HEADER.size:
             return None, b""
         hlen, blen = _HEADER.unpack(head)
-        header = json.loads(self.rfile.read(hlen))
+        header: Header = json.loads(self.rfile.read(hlen))
         body = self.rfile.read(blen) if blen else b""
         return header, body
 
-    def write(self, header, body=b""):
+    def write(self, header: Header, body: bytes = b"") -> None:
         data = json.dumps(header).encode()
         self.sock.sendall(_HEADER.pack(len(data), len(body)) + data + body)
+
+
+# -- output --------------------------------------------------------------------------------
+
+
+class _LogPipe(io.RawIOBase):
+    """fd 1 or 2 (both the log pipe), remembering whether the pipe's last byte was a newline.
+
+    The end-of-output marker must start a line of its own even when the function printed a
+    partial line (`print(x, end="")`), or the worker would not recognise it.
+    """
+
+    at_line_start = True  # shared by stdout and stderr: they are the same pipe
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        written = os.write(self._fd, view)
+        if written:
+            _LogPipe.at_line_start = view[written - 1] == 0x0A
+        return written
+
+
+def _log_stream(fd: int, errors: str) -> io.TextIOWrapper:
+    return io.TextIOWrapper(
+        io.BufferedWriter(_LogPipe(fd)), encoding="utf-8", errors=errors, line_buffering=True
+    )
+
+
+class _Output:
+    """The runtime's own handles on the log pipe (the function may replace sys.stdout)."""
+
+    stdout: io.TextIOWrapper
+    stderr: io.TextIOWrapper
+
+    @classmethod
+    def install(cls) -> None:
+        cls.stdout = _log_stream(1, "strict")
+        cls.stderr = _log_stream(2, "backslashreplace")
+        sys.stdout = cls.stdout
+        sys.stderr = cls.stderr
+
+    @classmethod
+    def flush(cls) -> None:
+        for stream in (cls.stdout, cls.stderr):
+            with contextlib.suppress(Exception):  # closed or broken by the function
+                stream.flush()
+
+    @classmethod
+    def write_line(cls, text: str) -> None:
+        with contextlib.suppress(Exception):
+            cls.stdout.write(text + "\n")
+            cls.stdout.flush()
+
+    @classmethod
+    def end_of_output(cls, marker: bytes, token: str) -> None:
+        """Everything printed so far is in the pipe; then the marker, on a line of its own."""
+        cls.flush()
+        prefix = b"" if _LogPipe.at_line_start else b"\n"
+        os.write(1, prefix + marker + b" " + token.encode() + b"\n")
+        _LogPipe.at_line_start = True
 
 
 # -- the context object --------------------------------------------------------------------
 
 
 class CognitoIdentity:
-    def __init__(self, data):
+    def __init__(self, data: dict[str, Any] | None) -> None:
         data = data or {}
-        self.cognito_identity_id = data.get("cognitoIdentityId")
-        self.cognito_identity_pool_id = data.get("cognitoIdentityPoolId")
+        self.cognito_identity_id: str | None = data.get("cognitoIdentityId")
+        self.cognito_identity_pool_id: str | None = data.get("cognitoIdentityPoolId")
 
 
 class Client:
-    def __init__(self, data):
+    def __init__(self, data: dict[str, Any] | None) -> None:
         data = data or {}
-        self.installation_id = data.get("installation_id")
-        self.app_title = data.get("app_title")
-        self.app_version_name = data.get("app_version_name")
-        self.app_version_code = data.get("app_version_code")
-        self.app_package_name = data.get("app_package_name")
+        self.installation_id: str | None = data.get("installation_id")
+        self.app_title: str | None = data.get("app_title")
+        self.app_version_name: str | None = data.get("app_version_name")
+        self.app_version_code: str | None = data.get("app_version_code")
+        self.app_package_name: str | None = data.get("app_package_name")
 
 
 class ClientContext:
-    def __init__(self, data):
+    def __init__(self, data: dict[str, Any]) -> None:
         self.client = Client(data.get("client"))
-        self.custom = data.get("custom")
-        self.env = data.get("env")
+        self.custom: Any = data.get("custom")
+        self.env: Any = data.get("env")
 
 
 class LambdaContext:
-    def __init__(self, header, spec):
-        self.aws_request_id = header["request_id"]
-        self.function_name = spec["function_name"]
-        self.function_version = spec["function_version"]
-        self.invoked_function_arn = header["invoked_arn"]
+    def __init__(self, header: Header, spec: dict[str, Any]) -> None:
+        self.aws_request_id: str = header["request_id"]
+        self.function_name: str = spec["function_name"]
+        self.function_version: str = spec["function_version"]
+        self.invoked_function_arn: str = header["invoked_arn"]
         self.memory_limit_in_mb = str(spec["memory_mb"])
-        self.log_group_name = spec["log_group"]
-        self.log_stream_name = spec["log_stream"]
+        self.log_group_name: str = spec["log_group"]
+        self.log_stream_name: str = spec["log_stream"]
         self.identity = CognitoIdentity(header.get("identity"))
-        self.client_context = None
-        self.tenant_id = header.get("tenant_id")
-        self._deadline_ms = header["deadline_ms"]
+        self.client_context: ClientContext | None = None
+        self.tenant_id: str | None = header.get("tenant_id")
+        self._deadline_ms: int = header["deadline_ms"]
         raw = header.get("client_context")
         if raw:
             try:
-                self.client_context = ClientContext(json.loads(base64.b64decode(raw)))
+                data = json.loads(base64.b64decode(raw))
+                if isinstance(data, dict):
+                    self.client_context = ClientContext(data)
             except (ValueError, TypeError):
                 self.client_context = None
 
-    def get_remaining_time_in_millis(self):
+    def get_remaining_time_in_millis(self) -> int:
         return max(0, int(self._deadline_ms - time.time() * 1000))
 
-    def log(self, message):
-        sys.stdout.write(str(message))
-        sys.stdout.flush()
+    def log(self, message: object) -> None:
+        _Output.stdout.write(str(message))
+        _Output.stdout.flush()
 
 
 # -- logging -------------------------------------------------------------------------------
 
-_current = {"request_id": ""}
+
+class _Current:
+    request_id = ""
 
 
 class _RequestIdFilter(logging.Filter):
-    def filter(self, record):
-        record.aws_request_id = _current["request_id"]
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = _Current.request_id
         return True
 
 
 class _LambdaLogHandler(logging.Handler):
     """Lambda's Text log format; one record is one log event (newlines become \\r)."""
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             text = self.format(record).replace("\n", "\r")
-            sys.stdout.write(text + "\n")
-            sys.stdout.flush()
+            _Output.stdout.write(text + "\n")
+            _Output.stdout.flush()
         except Exception:
             self.handleError(record)
 
 
-def _install_logging():
+def _install_logging() -> None:
     handler = _LambdaLogHandler()
     formatter = logging.Formatter(
         "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
@@ -163,13 +256,17 @@ def _install_logging():
     root.addHandler(handler)
     level = os.environ.get("AWS_LAMBDA_LOG_LEVEL")
     if level:
-        root.setLevel(level.upper())
+        with contextlib.suppress(ValueError):
+            root.setLevel(level.upper())
 
 
 # -- handler loading -----------------------------------------------------------------------
 
+_MISSING = object()
 
-def _load_handler(name):
+
+def _load_handler(name: str) -> Handler:
+    """`module.function`, where module may be a path (`pkg/mod`) or dotted (`pkg.mod`)."""
     try:
         module_path, function_name = name.rsplit(".", 1)
     except ValueError as exc:
@@ -177,34 +274,46 @@ def _load_handler(name):
             "Runtime.MalformedHandlerName", "Bad handler '%s': %s" % (name, exc)
         ) from None
     module_name = module_path.replace("/", ".")
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise _InitError(
+            "Runtime.BuiltInModuleConflict",
+            "Cannot use built-in module %s as a handler module" % module_path,
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise _InitError(
-            "Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_name, exc)
+            "Runtime.ImportModuleError", "Unable to import module '%s': %s" % (module_path, exc)
         ) from None
     except SyntaxError as exc:
         raise _InitError(
             "Runtime.UserCodeSyntaxError",
-            "Syntax error in module '%s': %s" % (module_name, exc),
-            _stack(exc.__traceback__),
+            "Syntax error in module '%s': %s" % (module_path, exc),
+            ['  File "%s" Line %s\n    %s' % (exc.filename, exc.lineno, exc.text)],
         ) from None
     except Exception as exc:
-        raise _InitError(type(exc).__name__, str(exc), _stack(exc.__traceback__)) from None
-    handler = getattr(module, function_name, None)
-    if handler is None:
+        raise _InitError(type(exc).__name__, str(exc), _user_stack(exc.__traceback__)) from None
+    handler: Any = getattr(module, function_name, _MISSING)
+    if handler is _MISSING:
         raise _InitError(
             "Runtime.HandlerNotFound",
-            "Handler '%s' missing on module '%s'" % (function_name, module_name),
+            "Handler '%s' missing on module '%s'" % (function_name, module_path),
         )
-    return handler
+    loaded: Handler = handler
+    return loaded
 
 
-def _stack(tb):
-    return traceback.format_list(traceback.extract_tb(tb))
+def _user_stack(tb: TracebackType | None) -> list[str]:
+    """The traceback without the runtime's own leading frames (as AWS's runtime trims it)."""
+    frames = traceback.extract_tb(tb)
+    while frames and frames[0].filename == _THIS_FILE:
+        frames.pop(0)
+    return traceback.format_list(frames)
 
 
-def _error_document(error_type, message, stack, request_id):
+def _error_document(
+    error_type: str, message: str, stack: list[str], request_id: str
+) -> ErrorDocument:
     return {
         "errorMessage": message,
         "errorType": error_type,
@@ -213,128 +322,176 @@ def _error_document(error_type, message, stack, request_id):
     }
 
 
-def _log_error(doc):
-    lines = ["[ERROR] %s: %s" % (doc["errorType"], doc["errorMessage"])]
-    if doc["stackTrace"]:
-        lines.append("Traceback (most recent call last):")
-        lines.extend(frame.rstrip("\n") for frame in doc["stackTrace"])
-    sys.stdout.write("\r".join(lines).replace("\n", "\r") + "\n")
+def _log_error(doc: ErrorDocument) -> None:
+    """`[ERROR] Type: message` and the traceback, as one log event (lines joined by \\r)."""
+    description = "[ERROR]"
+    if doc["errorType"]:
+        description += " " + doc["errorType"]
+    if doc["errorMessage"]:
+        description += (":" if doc["errorType"] else "") + " " + doc["errorMessage"]
+    lines = [description, "Traceback (most recent call last):"]
+    for frame in doc["stackTrace"]:
+        lines.extend(frame.splitlines() or [""])
+    _Output.write_line("\r".join(lines).replace("\n", "\r"))
 
 
-def _json_default(value):
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
+# -- results -------------------------------------------------------------------------------
+
+_DECIMAL_TAG = "\x00ember-decimal-%s:" % os.urandom(6).hex()
+_DECIMAL_TAGGED = re.compile(
+    '"%s([^"\\\\]*)\\\\u0000"' % re.escape(json.dumps(_DECIMAL_TAG)[1:-1])
+)
+
+
+class _Encoder(json.JSONEncoder):
+    """Decimals are tagged strings first, turned into raw JSON numbers afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__(ensure_ascii=_ENSURE_ASCII)
+        self.saw_decimal = False
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, decimal.Decimal):
+            self.saw_decimal = True
+            return _DECIMAL_TAG + ("NaN" if o.is_nan() else str(o)) + "\x00"
+        return super().default(o)
+
+
+def _marshal(result: Any) -> bytes:
+    """A handler's return value as the response body (raises TypeError/ValueError)."""
+    if isinstance(result, bytes):
+        return result
+    encoder = _Encoder()
+    text = encoder.encode(result)
+    if encoder.saw_decimal:
+        text = _DECIMAL_TAGGED.sub(lambda m: m.group(1), text)
+    return text.encode()
 
 
 # -- the Ember API, reachable from inside the network namespace ----------------------------
 
 
-def _start_api_proxy(port, path):
+def _start_api_proxy(port: int, path: str) -> None:
     """Relay 127.0.0.1:<port> inside the sandbox to Ember's API socket (bound in read-only)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
     listener.listen(64)
+    threading.Thread(
+        target=_relay, args=(listener, path), name="ember-api-proxy", daemon=True
+    ).start()
 
-    def relay():
-        sel = selectors.DefaultSelector()
-        sel.register(listener, selectors.EVENT_READ)
-        peers = {}
-        while True:
-            for key, _ in sel.select():
-                sock = key.fileobj
-                if sock is listener:
+
+def _relay(listener: socket.socket, path: str) -> None:
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, listener)
+    peers: dict[socket.socket, socket.socket] = {}
+
+    def drop(sock: socket.socket) -> None:
+        peers.pop(sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(sock)
+        sock.close()
+
+    while True:
+        for key, _ in sel.select():
+            sock: socket.socket = key.data
+            if sock is listener:
+                try:
                     client, _ = listener.accept()
-                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    try:
-                        upstream.connect(path)
-                    except OSError:
-                        client.close()
-                        upstream.close()
-                        continue
-                    peers[client], peers[upstream] = upstream, client
-                    sel.register(client, selectors.EVENT_READ)
-                    sel.register(upstream, selectors.EVENT_READ)
+                except OSError:  # out of descriptors (the function's): retry shortly
+                    time.sleep(0.05)
                     continue
                 try:
-                    data = sock.recv(1 << 16)
+                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 except OSError:
-                    data = b""
-                other = peers.get(sock)
-                if data and other is not None:
-                    try:
-                        other.sendall(data)
-                        continue
-                    except OSError:
-                        pass
-                for s in (sock, other):
-                    if s is not None:
-                        peers.pop(s, None)
-                        with contextlib.suppress(KeyError, ValueError):
-                            sel.unregister(s)
-                        s.close()
-
-    threading.Thread(target=relay, name="ember-api-proxy", daemon=True).start()
+                    client.close()
+                    continue
+                try:
+                    upstream.connect(path)
+                except OSError:
+                    client.close()
+                    upstream.close()
+                    continue
+                peers[client], peers[upstream] = upstream, client
+                sel.register(client, selectors.EVENT_READ, client)
+                sel.register(upstream, selectors.EVENT_READ, upstream)
+                continue
+            try:
+                data = sock.recv(1 << 16)
+            except OSError:
+                data = b""
+            other = peers.get(sock)
+            if data and other is not None:
+                try:
+                    other.sendall(data)
+                    continue
+                except OSError:
+                    pass
+            drop(sock)
+            if other is not None:
+                drop(other)
 
 
 # -- the loop ------------------------------------------------------------------------------
 
 
-def main(fd, spec):
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+def _python_path() -> list[str]:
+    """Where handler code is imported from, in AWS's order: the code, then layers."""
+    version = "python%d.%d" % sys.version_info[:2]
+    paths = ["/var/task", "/opt/python/lib/%s/site-packages" % version, "/opt/python"]
+    extra = os.environ.get("PYTHONPATH", "")
+    paths.extend(p for p in extra.split(os.pathsep) if p and p not in paths)
+    return paths
+
+
+def main(fd: int, spec: dict[str, Any]) -> None:
+    _Output.install()
     channel = _Channel(fd)
     marker = spec["marker"].encode()
     if spec.get("api_socket"):
         _start_api_proxy(spec["api_port"], spec["api_socket"])
-    sys.path[:0] = ["/var/task", "/opt/python"]
+    sys.path[:0] = _python_path()
     _install_logging()
     try:
         handler = _load_handler(spec["handler"])
     except _InitError as exc:
         doc = _error_document(exc.error_type, exc.message, exc.stack, "")
         _log_error(doc)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(1, marker + b" init\n")
+        _Output.end_of_output(marker, "init")
         channel.write({"type": "init_error", "error": doc})
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.write(1, marker + b" init\n")
+    _Output.end_of_output(marker, "init")
     channel.write({"type": "ready"})
     while True:
         header, body = channel.read()
         if header is None or header.get("type") != "invoke":
             return
-        request_id = header["request_id"]
-        _current["request_id"] = request_id
+        request_id: str = header["request_id"]
+        _Current.request_id = request_id
         if header.get("trace_id"):
             os.environ["_X_AMZN_TRACE_ID"] = header["trace_id"]
         else:
             os.environ.pop("_X_AMZN_TRACE_ID", None)
-        error = None
+        error: ErrorDocument | None = None
         payload = b""
         try:
             event = json.loads(body) if body else {}
             result = handler(event, LambdaContext(header, spec))
         except Exception as exc:
             error = _error_document(
-                type(exc).__name__, str(exc), _stack(exc.__traceback__)[1:], request_id
+                type(exc).__name__, str(exc), _user_stack(exc.__traceback__), request_id
             )
             _log_error(error)
         else:
             try:
-                payload = json.dumps(result, default=_json_default).encode()
+                payload = _marshal(result)
             except (TypeError, ValueError) as exc:
                 error = _error_document(
                     "Runtime.MarshalError", "Unable to marshal response: %s" % exc, [], request_id
                 )
                 _log_error(error)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(1, marker + b" " + request_id.encode() + b"\n")
+        _Output.end_of_output(marker, request_id)
         if error is not None:
             payload = json.dumps(error).encode()
         channel.write({"type": "result", "error": error is not None}, payload)

@@ -9,6 +9,9 @@ privileges and starts the runtime, so blanks can be built ahead of demand. Repli
 Standard library only.
 """
 
+from __future__ import annotations
+
+import contextlib
 import json
 import os
 import select
@@ -17,17 +20,29 @@ import socket
 import struct
 import sys
 import traceback
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ZYGOTE_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ZYGOTE_DIR)
 
-import contextlib
-
-import jail  # type: ignore[import-not-found]
+if TYPE_CHECKING:
+    from ember.sandbox.zygote import jail
+else:
+    import jail
 
 MAX_MESSAGE = 256 * 1024
+SANDBOX_ARGV = ["/var/runtime/bootstrap.py"]  # what a function sees in sys.argv (as on AWS)
 
 
-def _reap():
+class Runtime(Protocol):
+    """A language runtime module (e.g. runtimes/python/bootstrap.py)."""
+
+    def preload(self) -> None: ...
+
+    def main(self, fd: int, spec: dict[str, Any]) -> None: ...
+
+
+def _reap() -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -37,9 +52,10 @@ def _reap():
             return
 
 
-def _read_claim(fd):
+def _read_claim(fd: int) -> dict[str, Any]:
     """The claim frame (`!II` lengths, JSON header, no body), read without over-reading."""
-    def exactly(n):
+
+    def exactly(n: int) -> bytes:
         data = b""
         while len(data) < n:
             chunk = os.read(fd, n - len(data))
@@ -49,18 +65,24 @@ def _read_claim(fd):
         return data
 
     header_len, body_len = struct.unpack("!II", exactly(8))
-    claim = json.loads(exactly(header_len))
+    claim: dict[str, Any] = json.loads(exactly(header_len))
     if body_len:
         exactly(body_len)
     return claim
 
 
-def _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd):
+def _run_inner(
+    spec: dict[str, Any], seccomp_bpf: bytes, runtime: Runtime, runtime_dir: str,
+    instance_fd: int, log_fd: int,
+) -> NoReturn:
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
         jail.ready_blank(spec)
         claim = _read_claim(instance_fd)
         jail.claim(claim["task_dir"], claim["tmp_mb"])
+        # The log pipe was made by root with mode 0600: hand it to the sandbox's user, so that
+        # re-opening it (/dev/stdout, /proc/self/fd/1) works as it does on Lambda.
+        os.fchown(log_fd, spec["uid"], spec["gid"])
         jail.finish(spec, seccomp_bpf)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
@@ -75,16 +97,45 @@ def _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd):
         os.environ.clear()
         os.environ.update(claim["env"])
         os.chdir("/var/task")
-        runtime.main(instance_fd, claim["runtime"])
+        # The zygote's own paths mean nothing inside the sandbox (they are not even mounted).
+        sys.path[:] = [p for p in sys.path if p not in (ZYGOTE_DIR, runtime_dir)]
+        sys.argv[:] = SANDBOX_ARGV
+    except EOFError:  # a blank discarded unclaimed (pool shrinking, server stopping)
+        os._exit(0)
     except BaseException:
         try:
             os.write(2, ("ember sandbox setup failed:\n" + traceback.format_exc()).encode())
         finally:
             os._exit(1)
-    os._exit(0)
+    os._exit(_run_runtime(runtime, instance_fd, claim["runtime"]))
 
 
-def _spawn(spec, fds, seccomp_bpf, runtime, control):
+def _run_runtime(runtime: Runtime, instance_fd: int, runtime_args: dict[str, Any]) -> int:
+    """Run the language runtime; its exit status (sys.exit in a handler ends the sandbox)."""
+    status = 0
+    try:
+        runtime.main(instance_fd, runtime_args)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            status = exc.code or 0
+        else:
+            with contextlib.suppress(Exception):
+                print(exc.code, file=sys.stderr)
+            status = 1
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    return status
+
+
+def _spawn(
+    spec: dict[str, Any], fds: list[int], seccomp_bpf: bytes, runtime: Runtime,
+    runtime_dir: str, control: socket.socket,
+) -> dict[str, Any]:
     instance_fd, log_fd = fds
     status_r, status_w = os.pipe()
     pid = os.fork()
@@ -99,7 +150,7 @@ def _spawn(spec, fds, seccomp_bpf, runtime, control):
             inner = os.fork()
             if inner == 0:
                 os.close(status_w)
-                _run_inner(spec, seccomp_bpf, runtime, instance_fd, log_fd)
+                _run_inner(spec, seccomp_bpf, runtime, runtime_dir, instance_fd, log_fd)
             os.write(status_w, ("ok %d" % inner).encode())
             os._exit(0)
         except BaseException as exc:
@@ -124,14 +175,15 @@ def _spawn(spec, fds, seccomp_bpf, runtime, control):
     return {"ok": False, "error": status[4:] or "sandbox setup failed"}
 
 
-def main():
+def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
-    jail.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: sandboxes' PID 1s are re-parented to us
-    config = json.loads(control.recv(MAX_MESSAGE))
+    jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # sandboxes' PID 1s are re-parented to us
+    config: dict[str, Any] = json.loads(control.recv(MAX_MESSAGE))
     seccomp_bpf = bytes.fromhex(config.get("seccomp", ""))
-    sys.path.insert(0, config["runtime_path"])
-    runtime = __import__(config["runtime_module"])
+    runtime_dir: str = config["runtime_path"]
+    sys.path.insert(0, runtime_dir)
+    runtime = cast(Runtime, __import__(config["runtime_module"]))
     runtime.preload()
     control.send(json.dumps({"ok": True, "pid": os.getpid()}).encode())
     while True:
@@ -146,7 +198,7 @@ def main():
             spec = json.loads(message)
             if len(fds) != 2:
                 raise ValueError("a spawn request carries exactly two descriptors")
-            reply = _spawn(spec, fds, seccomp_bpf, runtime, control)
+            reply = _spawn(spec, fds, seccomp_bpf, runtime, runtime_dir, control)
         except Exception as exc:
             for fd in fds:
                 with contextlib.suppress(OSError):

@@ -15,6 +15,8 @@ The order lives here and only here:
     7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
 """
 
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import fcntl
@@ -23,6 +25,7 @@ import platform
 import resource
 import socket
 import struct
+from typing import Any
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
@@ -46,6 +49,8 @@ MNT_DETACH = 2
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_SECCOMP = 22
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
 
 TASKS_MOUNT = "/.ember-tasks"
@@ -57,36 +62,38 @@ class JailError(Exception):
     pass
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise JailError("%s: %s" % (what, os.strerror(err)))
 
 
-def _b(text):
+def _b(text: str | None) -> bytes | None:
     return text.encode() if text is not None else None
 
 
-def unshare(flags):
+def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
-def mount(source, target, fstype, flags=0, data=None):
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None
+) -> None:
     _check(
         _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data)),
         "mount %s on %s" % (source, target),
     )
 
 
-def umount(target, flags=0):
+def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount %s" % target)
 
 
-def pivot_root(new_root, put_old):
+def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root")
 
 
-def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> None:
     _check(
         _libc.prctl(
             ctypes.c_int(option),
@@ -103,7 +110,7 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def load_seccomp(bpf):
+def load_seccomp(bpf: bytes) -> None:
     """Install a classic-BPF seccomp program (built by the platform with libseccomp)."""
     if not bpf:
         return
@@ -121,11 +128,13 @@ def load_seccomp(bpf):
     )
 
 
-def _mkdirs(path, mode=0o755):
+def _mkdirs(path: str, mode: int = 0o755) -> None:
     os.makedirs(path, mode=mode, exist_ok=True)
 
 
-def _bind(root, source, target, readonly=True, recursive=False):
+def _bind(
+    root: str, source: str, target: str, readonly: bool = True, recursive: bool = False
+) -> None:
     dest = root + target
     if os.path.isdir(source):
         _mkdirs(dest)
@@ -139,14 +148,14 @@ def _bind(root, source, target, readonly=True, recursive=False):
         mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def join_cgroups(procs_files):
+def join_cgroups(procs_files: list[str]) -> None:
     pid = str(os.getpid())
     for path in procs_files:
         with open(path, "w") as f:
             f.write(pid)
 
 
-def build_root(spec):
+def build_root(spec: dict[str, Any]) -> None:
     """Steps 2-3: namespaces and the private root. Runs in the outer child."""
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
     if spec.get("isolate_network", True):
@@ -189,7 +198,7 @@ def build_root(spec):
     os.rmdir("/.old")
 
 
-def _make_etc(root, spec):
+def _make_etc(root: str, spec: dict[str, Any]) -> None:
     etc = root + "/etc"
     _mkdirs(etc)
     uid, gid = spec["uid"], spec["gid"]
@@ -212,7 +221,7 @@ def _make_etc(root, spec):
             _bind(root, os.path.realpath(host), "/etc/" + name)
 
 
-def _make_dev(root):
+def _make_dev(root: str) -> None:
     dev = root + "/dev"
     _mkdirs(dev)
     mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
@@ -231,7 +240,7 @@ def _make_dev(root):
     mount("tmpfs", dev + "/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
 
 
-def _loopback_up():
+def _loopback_up() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ifreq = struct.pack("16sH22x", b"lo", 0)
@@ -241,15 +250,15 @@ def _loopback_up():
         sock.close()
 
 
-def ready_blank(spec):
+def ready_blank(spec: dict[str, Any]) -> None:
     """Step 5: the inner child's part that needs no function (before it waits for a claim)."""
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    _libc.sethostname(b"localhost", 9)
+    _check(_libc.sethostname(b"localhost", 9), "sethostname")
     if spec.get("isolate_network", True):
         _loopback_up()
 
 
-def claim(task_subdir, tmp_mb):
+def claim(task_subdir: str, tmp_mb: int) -> None:
     """Step 6: attach one function's code read-only at /var/task and size /tmp."""
     if "/" in task_subdir or task_subdir in ("", ".", ".."):
         raise JailError("bad task directory name %r" % task_subdir)
@@ -259,7 +268,7 @@ def claim(task_subdir, tmp_mb):
     mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
 
 
-def finish(spec, seccomp_bpf):
+def finish(spec: dict[str, Any], seccomp_bpf: bytes) -> None:
     """Step 7: seal the root, limits, then drop every privilege for good."""
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     nofile = spec["nofile"]
@@ -268,5 +277,9 @@ def finish(spec, seccomp_bpf):
     os.setgroups([])
     os.setresgid(spec["gid"], spec["gid"], spec["gid"])
     os.setresuid(spec["uid"], spec["uid"], spec["uid"])
+    # Changing uid made the process non-dumpable, which hands /proc/self/* to root: /dev/stdout
+    # (a link to /proc/self/fd/1) and /proc/self/environ would refuse the function itself.
+    # Core dumps stay off (RLIMIT_CORE 0) and seccomp forbids ptrace.
+    prctl(PR_SET_DUMPABLE, 1)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     load_seccomp(seccomp_bpf)
