@@ -1,7 +1,8 @@
-"""One synchronous invocation, start to finish: resolve → throttle → instance → run → account.
+"""One invocation, start to finish: resolve → throttle → instance → run → account.
 
-Hooks after the run (logs now; metrics and traces later) are wrapped so that they can never
-fail the invocation.
+After every invocation (and every throttle) the invoker hands an InvocationReport to its
+hooks — metrics, usage, traces register there. Hooks run after the result is known, take
+microseconds, and are wrapped so that they can never fail the invocation.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import base64
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.dispatch.concurrency import ConcurrencyLimiter
-from ember.errors import ServiceError
+from ember.errors import ServiceError, TooManyRequests
 from ember.functions.model import FunctionRecord
 from ember.functions.service import FunctionService
 from ember.observe import platform_lines
@@ -35,6 +37,33 @@ class InvokeRequest:
     trace_id: str | None = None
     tail: bool = False
     request_id: str | None = None  # async retries keep their event's request id, as Lambda's do
+    invocation_type: str = "RequestResponse"  # or "Event" (from the async dispatcher)
+    enqueued_at: float | None = None  # epoch seconds an async event was accepted (queue wait)
+
+
+@dataclass(frozen=True)
+class InvocationReport:
+    """What one invocation did: the figures behind REPORT lines, metrics, usage and traces."""
+
+    request_id: str
+    function: str
+    version: str
+    memory_mb: int
+    invocation_type: str
+    trace_id: str | None
+    received: float  # epoch seconds the invoker got the request
+    queue_wait_ms: float | None  # async: accepted → this attempt started
+    acquire_ms: float  # getting an instance (a cold start included)
+    init_ms: float | None  # the runtime's init, on cold starts
+    duration_ms: float  # the handler's run
+    billed_ms: int
+    max_memory_mb: int
+    cold: bool
+    outcome: str  # "success" | "error" (function error) | "timeout" | "throttle" | "fault"
+    error_type: str | None
+
+
+Hook = Callable[[InvocationReport], None]
 
 
 @dataclass(frozen=True)
@@ -62,19 +91,54 @@ class Invoker:
         self.logs = logs
         self.limiter = limiter
         self.region = region
+        self.hooks: list[Hook] = []
 
     def resolve(self, function: str, qualifier: str | None) -> FunctionRecord:
         return self.functions.get(function, qualifier)
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         record = self.resolve(request.function, request.qualifier)
-        self.limiter.acquire()
+        received = time.time()
         try:
-            return await self._run(record, request)
+            self.limiter.acquire()
+        except TooManyRequests:
+            self._report_throttle(record, request, received)
+            raise
+        try:
+            return await self._run(record, request, received)
         finally:
             self.limiter.release()
 
-    async def _run(self, record: FunctionRecord, request: InvokeRequest) -> InvokeResult:
+    def _notify(self, report: InvocationReport) -> None:
+        for hook in self.hooks:
+            try:
+                hook(report)
+            except Exception:
+                log.exception("invocation hook %r failed", hook)
+
+    def _report_throttle(self, record: FunctionRecord, request: InvokeRequest, received: float) -> None:
+        self._notify(
+            InvocationReport(
+                request_id=request.request_id or "",
+                function=record.name,
+                version=record.version,
+                memory_mb=record.memory_size,
+                invocation_type=request.invocation_type,
+                trace_id=request.trace_id,
+                received=received,
+                queue_wait_ms=None,
+                acquire_ms=0.0,
+                init_ms=None,
+                duration_ms=0.0,
+                billed_ms=0,
+                max_memory_mb=0,
+                cold=False,
+                outcome="throttle",
+                error_type=None,
+            )
+        )
+
+    async def _run(self, record: FunctionRecord, request: InvokeRequest, received: float) -> InvokeResult:
         request_id = request.request_id or str(uuid.uuid4())
         task_dir = self.functions.task_dir(record)
         acquire_ms = _now_ms()
@@ -82,6 +146,7 @@ class Invoker:
             acquired = await self.pool.acquire(record, task_dir)
         except Exception as exc:
             log.exception("could not start an instance of %s", record.name)
+            self._notify_fault(record, request, request_id, received)
             raise ServiceError(f"Ember could not start an instance of {record.name}: {exc}") from exc
         instance = acquired.instance
         start_ms = _now_ms()
@@ -104,12 +169,33 @@ class Invoker:
             except Exception as exc:
                 log.exception("invocation %s of %s failed in the platform", request_id, record.name)
                 self.pool.release(record, instance, healthy=False)
+                self._notify_fault(record, request, request_id, received)
                 raise ServiceError(f"Ember failed while running {record.name}: {exc}") from exc
             end_ms = _now_ms()  # before release: the instance's next output is stamped later
             stream = instance.log_stream
             self.pool.release(record, instance, outcome.healthy)
         seq, lines = self._record_logs(
             record, request_id, stream, acquired, outcome, (acquire_ms, start_ms, end_ms)
+        )
+        self._notify(
+            InvocationReport(
+                request_id=request_id,
+                function=record.name,
+                version=record.version,
+                memory_mb=record.memory_size,
+                invocation_type=request.invocation_type,
+                trace_id=request.trace_id,
+                received=received,
+                queue_wait_ms=(received - request.enqueued_at) * 1000 if request.enqueued_at else None,
+                acquire_ms=float(start_ms - acquire_ms),
+                init_ms=acquired.init_ms if acquired.cold else None,
+                duration_ms=outcome.duration_ms,
+                billed_ms=platform_lines.billed_ms(outcome.duration_ms),
+                max_memory_mb=outcome.max_memory_mb,
+                cold=acquired.cold,
+                outcome=_outcome_name(outcome),
+                error_type=outcome.error_type,
+            )
         )
         tail = None
         if request.tail:
@@ -123,6 +209,30 @@ class Invoker:
             log_tail=tail,
             cold=acquired.cold,
             log_seq=seq,
+        )
+
+    def _notify_fault(
+        self, record: FunctionRecord, request: InvokeRequest, request_id: str, received: float
+    ) -> None:
+        self._notify(
+            InvocationReport(
+                request_id=request_id,
+                function=record.name,
+                version=record.version,
+                memory_mb=record.memory_size,
+                invocation_type=request.invocation_type,
+                trace_id=request.trace_id,
+                received=received,
+                queue_wait_ms=None,
+                acquire_ms=0.0,
+                init_ms=None,
+                duration_ms=0.0,
+                billed_ms=0,
+                max_memory_mb=0,
+                cold=False,
+                outcome="fault",
+                error_type="ServiceException",
+            )
         )
 
     def _record_logs(
@@ -166,6 +276,12 @@ class Invoker:
         except Exception:
             log.exception("recording logs for %s failed", request_id)
             return 0, []
+
+
+def _outcome_name(outcome: Outcome) -> str:
+    if not outcome.function_error:
+        return "success"
+    return "timeout" if outcome.status == "timeout" else "error"
 
 
 def _now_ms() -> int:
