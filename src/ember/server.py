@@ -73,6 +73,7 @@ async def serve(settings: Settings) -> None:
         http="httptools",
         log_level=settings.log_level,
         access_log=False,
+        proxy_headers=False,  # no proxy in front: skip the middleware on the hot path
         lifespan="off",
     )
     server = _Server(config)

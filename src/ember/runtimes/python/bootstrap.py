@@ -453,6 +453,8 @@ def main(fd: int, spec: dict[str, Any]) -> None:
         _start_api_proxy(spec["api_port"], spec["api_socket"])
     sys.path[:0] = _python_path()
     _install_logging()
+    timings: dict[str, float] = dict(spec.get("timings") or {})
+    timings["importing"] = time.monotonic()
     try:
         handler = _load_handler(spec["handler"])
     except _InitError as exc:
@@ -462,7 +464,8 @@ def main(fd: int, spec: dict[str, Any]) -> None:
         channel.write({"type": "init_error", "error": doc})
         return
     _Output.end_of_output(marker, "init")
-    channel.write({"type": "ready"})
+    timings["ready"] = time.monotonic()
+    channel.write({"type": "ready", "timings": timings})
     while True:
         header, body = channel.read()
         if header is None or header.get("type") != "invoke":

@@ -19,6 +19,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 import traceback
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
@@ -79,6 +80,7 @@ def _run_inner(
     try:
         jail.ready_blank(spec)
         claim = _read_claim(instance_fd)
+        claimed_at = time.monotonic()  # CLOCK_MONOTONIC is host-wide: the platform compares
         jail.claim(claim["task_dir"], claim["tmp_mb"])
         # The log pipe was made by root with mode 0600: hand it to the sandbox's user, so that
         # re-opening it (/dev/stdout, /proc/self/fd/1) works as it does on Lambda.
@@ -100,6 +102,7 @@ def _run_inner(
         # The zygote's own paths mean nothing inside the sandbox (they are not even mounted).
         sys.path[:] = [p for p in sys.path if p not in (ZYGOTE_DIR, runtime_dir)]
         sys.argv[:] = SANDBOX_ARGV
+        claim["runtime"]["timings"] = {"claimed": claimed_at, "jailed": time.monotonic()}
     except EOFError:  # a blank discarded unclaimed (pool shrinking, server stopping)
         os._exit(0)
     except BaseException:
