@@ -93,3 +93,13 @@ def range_problem(value: int, member: str, low: int, high: int) -> str | None:
     if value > high:
         return f"Value '{value}' at '{member}' failed to satisfy constraint: Member must have value less than or equal to {high}"
     return None
+
+
+class PolicyLengthExceeded(EmberError):
+    error_type = "PolicyLengthExceededException"
+    status = 400
+
+
+class ProvisionedConcurrencyConfigNotFound(EmberError):
+    error_type = "ProvisionedConcurrencyConfigNotFoundException"
+    status = 404

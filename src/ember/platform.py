@@ -11,17 +11,25 @@ import socket
 from pathlib import Path
 
 from ember.dispatch.async_dispatcher import AsyncDispatcher
-from ember.dispatch.concurrency import ConcurrencyLimiter
+from ember.dispatch.concurrency import ConcurrencyControls, ConcurrencyLimiter
 from ember.dispatch.event_queue import EventQueue
 from ember.dispatch.invoker import Invoker
 from ember.functions.event_configs import EventConfigService
+from ember.functions.function_urls import FunctionUrlService
 from ember.functions.packages import PackageStore
+from ember.functions.policies import PolicyService
 from ember.functions.service import FunctionService
+from ember.functions.tags import TagService
+from ember.functions.versions import VersionService
 from ember.observe.logs import LogStore
+from ember.observe.metrics import Metrics
+from ember.observe.series import MinuteSeries, SeriesFile
+from ember.observe.traces import TraceRecorder
 from ember.runtime_catalog import Runtime, discover
 from ember.sandbox.sandbox import SandboxManager
 from ember.settings import Settings
 from ember.store.sqlite import SqliteStore
+from ember.worker import runtime_sdk
 from ember.worker.pool import API_SOCKET_IN_SANDBOX, WorkerPool, interpreter_of
 
 log = logging.getLogger(__name__)
@@ -63,22 +71,34 @@ class Platform:
         self.sandboxes = SandboxManager(
             settings.data_dir / "sandbox",
             tasks_root=self.packages.tasks,
-            extra_binds=((str(self.api_socket), API_SOCKET_IN_SANDBOX),),
+            extra_binds=((str(self.api_socket), API_SOCKET_IN_SANDBOX), *runtime_sdk.binds()),
             pool_size=settings.sandbox_pool,
             pids_max=settings.limits.pids_max,
             nofile=settings.limits.nofile,
         )
         self.pool = WorkerPool(settings, self.sandboxes, self.runtimes, self.api_socket)
+        self.pool.opt_dirs = self.functions.opt_dir  # layers, composed, at /opt
         self.functions.change_listeners.append(self.pool.retire)
+        self.functions.removal_listeners.append(self.pool.remove)
         self._background: list[asyncio.Task[None]] = []
         self.invoker = Invoker(
             self.functions,
             self.pool,
             self.logs,
-            ConcurrencyLimiter(settings.limits.account_concurrency),
+            ConcurrencyLimiter(settings.limits.account_concurrency, settings.limits.min_unreserved_concurrency),
             settings.region,
         )
+        self.traces = TraceRecorder(settings.data_dir / "traces.sqlite3", settings.otlp_endpoint)
+        if settings.hooks:
+            self.invoker.hooks.append(self.traces.record)
+        self.versions = VersionService(self.functions, self.store)
+        self.concurrency = ConcurrencyControls(self.functions, self.store, self.invoker.limiter, self.pool)
         self.event_configs = EventConfigService(self.functions, self.store)
+        self.policies = PolicyService(self.functions, self.store)
+        self.tags = TagService(self.functions, self.store)
+        self.function_urls = FunctionUrlService(self.functions, self.store)
+        self.functions.change_listeners += [self.policies.forget, self.function_urls.forget]
+        self.functions.removal_listeners += [self.policies.removed, self.function_urls.removed]
         self.event_queue = EventQueue(settings.data_dir / "queue.sqlite3")
         self.dispatcher = AsyncDispatcher(
             self.event_queue,
@@ -88,11 +108,24 @@ class Platform:
             max_in_flight=settings.async_concurrency,
             retry_base_s=settings.async_retry_base_s,
         )
+        self.metrics = Metrics(
+            MinuteSeries(),
+            self.pool,
+            self.sandboxes,
+            self.invoker.limiter,
+            self.dispatcher,
+            SeriesFile(settings.data_dir / "metrics.sqlite3"),
+        )
+        if settings.hooks:  # off only to measure what the hooks cost (bench/hooks_cost.py)
+            self.invoker.hooks.append(self.metrics.observe)
 
     async def start(self) -> None:
         """Start background parts: the idle reaper, zygotes and blank sandboxes."""
         self.pool.start()
+        self.concurrency.start()
+        self.traces.start()
         self.dispatcher.start()
+        self.metrics.start()
         loop = asyncio.get_running_loop()
         self._background = [
             loop.create_task(self._prepare_sandboxes()),
@@ -114,6 +147,8 @@ class Platform:
                 await self.sandboxes.prepare(interpreter_of(runtime))
             except Exception:
                 log.exception("could not prepare %s sandboxes", runtime.name)
+        sdk = [source for source, _ in runtime_sdk.binds()]
+        await runtime_sdk.precompile((r.executable for r in self.runtimes.values()), sdk)
 
     async def stop(self) -> None:
         for task in self._background:
@@ -121,8 +156,13 @@ class Platform:
         with contextlib.suppress(Exception):
             await self.dispatcher.stop()
         with contextlib.suppress(Exception):
+            await self.concurrency.stop()
+        with contextlib.suppress(Exception):
             await self.pool.stop()
+        with contextlib.suppress(Exception):
+            await self.metrics.stop()
         self.logs.close()
+        self.traces.close()
         self.event_queue.close()
         self.store.close()
         self.api_listener.close()

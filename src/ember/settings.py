@@ -25,8 +25,16 @@ class Limits:
     sync_response_bytes: int = 6 * 1024 * 1024
     async_payload_bytes: int = 1024 * 1024
     account_concurrency: int = 1000
+    # Reservations must leave this much unreserved (AWS: 100); None: min(100, account / 10).
+    unreserved_concurrency_min: int | None = None
     pids_max: int = 1024
     nofile: int = 1024
+
+    @property
+    def min_unreserved_concurrency(self) -> int:
+        if self.unreserved_concurrency_min is not None:
+            return self.unreserved_concurrency_min
+        return min(100, self.account_concurrency // 10)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class Settings:
     async_concurrency: int = 64  # asynchronous invocations running at once (within the account's)
     async_retry_base_s: float = 60.0  # retry n waits n x this (Lambda: about 1, then 2 minutes)
     log_level: str = "info"
+    hooks: bool = True  # invocation hooks (metrics, traces); off only to measure their cost
+    otlp_endpoint: str | None = None  # OTLP/HTTP traces (else OTEL_EXPORTER_OTLP_ENDPOINT, if set)
     limits: Limits = field(default_factory=Limits)
 
     @property

@@ -17,10 +17,25 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ember.api import code_urls, event_config_api, invoke_api, wire
+from ember.api import (
+    code_urls,
+    concurrency_api,
+    event_config_api,
+    function_url_api,
+    invoke_api,
+    layers_api,
+    permissions_api,
+    tags_api,
+    traces_api,
+    url_front,
+    versions_api,
+    wire,
+)
+from ember.api.cloudwatch_api import CloudWatchApi
 from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
 from ember.api.logs_api import LogsApi
+from ember.api.metrics_api import routes as metrics_routes
 from ember.errors import EmberError, ResourceNotFound, ServiceError
 from ember.platform import Platform
 
@@ -29,7 +44,8 @@ log = logging.getLogger(__name__)
 ServiceHandler = Callable[[Request], Awaitable[Response]]
 
 # Modules whose import registers their Lambda operations with lambda_api.
-OPERATION_MODULES = (event_config_api, invoke_api)
+OPERATION_MODULES = (event_config_api, invoke_api, layers_api, versions_api, concurrency_api,
+                     permissions_api, tags_api, function_url_api)
 
 
 class EmberApp:
@@ -38,9 +54,10 @@ class EmberApp:
     middleware; `/health` and `/_ember/*` go through Starlette. Every response carries an
     `x-amzn-RequestId`, as AWS's do."""
 
-    def __init__(self, aws: ServiceHandler, own_routes: ASGIApp) -> None:
+    def __init__(self, aws: ServiceHandler, own_routes: ASGIApp, urls: ASGIApp | None = None) -> None:
         self.aws = aws
         self.own_routes = own_routes
+        self.urls = urls  # function URLs (api/url_front.py): by host name or /_ember/url/
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,7 +65,11 @@ class EmberApp:
             return
         request_id = str(uuid.uuid4())
         path: str = scope["path"]
-        if path == "/health" or path.startswith("/_ember/"):
+        if self.urls is not None and url_front.addressed(scope):
+            scope.setdefault("state", {})["request_id"] = request_id
+            await self.urls(scope, receive, send)
+            return
+        if path == "/health" or path == "/metrics" or path.startswith("/_ember/"):
             await self.own_routes(scope, receive, _stamping(send, request_id.encode()))
             return
         scope.setdefault("state", {})["request_id"] = request_id  # Invoke runs under this id
@@ -73,6 +94,7 @@ def _stamping(send: Send, request_id: bytes) -> Send:
 def build_app(platform: Platform) -> ASGIApp:
     lambda_api = LambdaApi(platform)
     services: dict[str, ServiceHandler] = {"lambda": lambda_api, "logs": LogsApi(platform)}
+    services["monitoring"] = CloudWatchApi(platform)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "runtimes": sorted(platform.runtimes)})
@@ -102,6 +124,8 @@ def build_app(platform: Platform) -> ASGIApp:
             service = scope.service
         elif request.headers.get("x-amz-target", "").startswith("Logs_"):
             service = "logs"  # an unsigned JSON-protocol call
+        elif request.headers.get("x-amz-target", "").startswith("GraniteService"):
+            service = "monitoring"
         else:
             service = "lambda"
         handler = services.get(service)
@@ -116,9 +140,11 @@ def build_app(platform: Platform) -> ASGIApp:
             Route("/health", health, methods=["GET"]),
             Route("/_ember/code/{sha256:str}.zip", code, methods=["GET"]),
             Route("/_ember/async", async_queues, methods=["GET"]),
+            *metrics_routes(platform),
+            *traces_api.routes(platform),
         ],
     )
-    return EmberApp(aws, own_routes)
+    return EmberApp(aws, own_routes, url_front.UrlFront(platform))
 
 
 class _UnknownService(ResourceNotFound):

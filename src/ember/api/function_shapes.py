@@ -21,7 +21,7 @@ _SCALARS = {
 }
 
 # Accepted only when empty: features later issues bring. Anything else is refused honestly.
-_NOT_YET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn",
+_NOT_YET = ("FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn",
             "KMSKeyArn", "CapacityProviderConfig", "DurableConfig", "TenancyConfig")
 
 
@@ -44,6 +44,8 @@ def record_fields(params: dict[str, Any]) -> dict[str, Any]:
         fields["ephemeral_storage"] = params["EphemeralStorage"]["Size"]
     if "Architectures" in params:
         fields["architectures"] = tuple(params["Architectures"])
+    if "Layers" in params:  # version ARNs; the function service resolves them
+        fields["layers"] = tuple(params["Layers"] or ())
     if "DeadLetterConfig" in params:
         target = (params["DeadLetterConfig"] or {}).get("TargetArn") or None
         if target and not _DLQ_ARN.fullmatch(target):
@@ -103,4 +105,6 @@ def configuration(record: FunctionRecord, arn: str) -> dict[str, Any]:
         doc["DeadLetterConfig"] = {"TargetArn": record.dead_letter_target}
     if record.environment:
         doc["Environment"] = {"Variables": dict(record.environment)}
+    if record.layers:
+        doc["Layers"] = [{"Arn": layer.arn, "CodeSize": layer.code_size} for layer in record.layers]
     return doc

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from ember.api.lambda_api import operation
 from ember.dispatch.invoker import InvokeRequest
 from ember.errors import InvalidRequestContent, RequestEntityTooLarge
+from ember.observe import trace_ids
 from ember.platform import Platform
 
 
@@ -25,6 +26,7 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
                 f"Could not parse request body into json: Could not parse payload into json: {exc}"
             ) from None
     invoker = platform.invoker
+    trace = trace_ids.from_headers(request.headers.get("x-amzn-trace-id"), request.headers.get("traceparent"))
     if invocation_type == "DryRun":
         record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
         return {"StatusCode": 204, "ExecutedVersion": record.version}
@@ -37,7 +39,7 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
         record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
         qualifier = params.get("Qualifier") or platform.functions.parse_ref(params["FunctionName"]).qualifier
         await platform.dispatcher.submit(
-            record.name, qualifier, payload, request.headers.get("x-amzn-trace-id")
+            record.name, qualifier, payload, trace
         )
         return {"StatusCode": 202}
     result = await invoker.invoke(
@@ -46,7 +48,7 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
             qualifier=params.get("Qualifier"),
             payload=payload,
             client_context=params.get("ClientContext"),
-            trace_id=request.headers.get("x-amzn-trace-id"),
+            trace_id=trace,
             tail=params.get("LogType") == "Tail",
             request_id=request.state.request_id,
         )

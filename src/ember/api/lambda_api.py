@@ -26,7 +26,7 @@ from ember.errors import (
     NotImplementedOperation,
     ResourceNotFound,
 )
-from ember.functions.model import FunctionRecord
+from ember.functions.model import LATEST, FunctionRecord
 from ember.platform import Platform
 
 Handler = Callable[[Platform, Request, dict[str, Any]], Awaitable[dict[str, Any] | None]]
@@ -42,8 +42,11 @@ def operation(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def _config(platform: Platform, record: FunctionRecord) -> dict[str, Any]:
-    return configuration(record, platform.functions.arn(record.name))
+def _config(platform: Platform, record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
+    """A FunctionConfiguration; its ARN carries `qualifier` (a published version's always does)."""
+    if qualifier is None and record.version != LATEST:
+        qualifier = record.version
+    return configuration(record, platform.functions.arn(record.name, qualifier))
 
 
 def _zip_from(code: dict[str, Any]) -> bytes:
@@ -58,8 +61,8 @@ def _zip_from(code: dict[str, Any]) -> bytes:
 
 
 def _refuse_publish(params: dict[str, Any]) -> None:
-    if params.get("Publish"):
-        raise InvalidParameterValue("Publishing versions is not supported by Ember yet (Publish must be false).")
+    if params.get("PublishTo"):
+        raise InvalidParameterValue("PublishTo (LATEST_PUBLISHED) is not supported by Ember: use Publish.")
 
 
 @operation("CreateFunction")
@@ -69,9 +72,11 @@ async def create_function(platform: Platform, request: Request, params: dict[str
     _refuse_publish(params)
     zip_bytes = _zip_from(params["Code"])
     fields = record_fields(params)
-    if params.get("Tags"):
-        fields["tags"] = dict(params["Tags"])
+    tags = platform.tags.checked(dict(params.get("Tags") or {}))
     record = await run_in_threadpool(platform.functions.create, params["FunctionName"], zip_bytes, fields)
+    platform.tags.put(record.name, tags)
+    if params.get("Publish"):
+        record = await run_in_threadpool(platform.versions.publish, record.name)
     return _config(platform, record)
 
 
@@ -79,21 +84,27 @@ async def create_function(platform: Platform, request: Request, params: dict[str
 async def get_function(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
     record = platform.functions.get(params["FunctionName"], params.get("Qualifier"))
     base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    qualifier = platform.functions.qualifier_of(params["FunctionName"], params.get("Qualifier"))
     result: dict[str, Any] = {
-        "Configuration": _config(platform, record),
+        "Configuration": _config(platform, record, qualifier),
         "Code": {
             "RepositoryType": "S3",
             "Location": base + code_urls.signed_path(platform.secret, record.code_sha256),
         },
     }
-    if record.tags:
-        result["Tags"] = dict(record.tags)
+    tags = platform.tags.get(record.name)
+    if tags:
+        result["Tags"] = tags
+    reserved = platform.invoker.limiter.reserved.get(record.name)
+    if reserved is not None:
+        result["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
     return result
 
 
 @operation("GetFunctionConfiguration")
 async def get_function_configuration(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    return _config(platform, platform.functions.get(params["FunctionName"], params.get("Qualifier")))
+    record = platform.functions.get(params["FunctionName"], params.get("Qualifier"))
+    return _config(platform, record, platform.functions.qualifier_of(params["FunctionName"], params.get("Qualifier")))
 
 
 @operation("UpdateFunctionCode")
@@ -109,6 +120,8 @@ async def update_function_code(platform: Platform, request: Request, params: dic
         params.get("RevisionId"),
         bool(params.get("DryRun")),
     )
+    if params.get("Publish") and not params.get("DryRun"):
+        record = await run_in_threadpool(platform.versions.publish, record.name)
     return _config(platform, record)
 
 
@@ -145,9 +158,28 @@ def encode_marker(name: str | None) -> str | None:
 @operation("ListFunctions")
 async def list_functions(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
     limit = min(int(params.get("MaxItems") or 50), 50)
+    if params.get("FunctionVersion") == "ALL":
+        return _list_all_versions(platform, params.get("Marker"), limit)
     records, last = platform.functions.list(decode_marker(params.get("Marker")), limit)
     return {
         "Functions": [_config(platform, r) for r in records],
+        "NextMarker": encode_marker(last),
+    }
+
+
+def _list_all_versions(platform: Platform, marker: str | None, limit: int) -> dict[str, Any]:
+    """ListFunctions with FunctionVersion=ALL: every version of every function (qualified ARNs)."""
+    after: tuple[str, int] | None = None
+    text = decode_marker(marker)
+    if text is not None:
+        name, _, version = text.rpartition(":")
+        after = (name, -1 if version == LATEST else int(version) if version.isdigit() else -2)
+    records = platform.store.list_all_versions(after, limit + 1)
+    more = len(records) > limit
+    records = records[:limit]
+    last = f"{records[-1].name}:{records[-1].version}" if more and records else None
+    return {
+        "Functions": [_config(platform, r, r.version) for r in records],
         "NextMarker": encode_marker(last),
     }
 
@@ -162,7 +194,7 @@ async def get_account_settings(platform: Platform, request: Request, params: dic
             "CodeSizeUnzipped": limits.unzipped_bytes,
             "CodeSizeZipped": limits.zip_upload_bytes,
             "ConcurrentExecutions": limits.account_concurrency,
-            "UnreservedConcurrentExecutions": limits.account_concurrency,
+            "UnreservedConcurrentExecutions": platform.invoker.limiter.unreserved,
         },
         "AccountUsage": {"TotalCodeSize": total, "FunctionCount": count},
     }

@@ -91,8 +91,8 @@ def parse(
         location = member.get("location")
         wire_name = member.get("locationName", name)
         if location == "uri":
-            if wire_name in path_params:
-                params[name] = path_params[wire_name]
+            if wire_name in path_params:  # typed as the model says (a layer's VersionNumber)
+                params[name] = _scalar(model, member["shape"], path_params[wire_name], wire_name)
         elif location == "querystring":
             target = model.shapes[member["shape"]]
             if target["type"] == "list":

@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from ember.cli.logs import logs
+from ember.cli.metrics import metrics
 from ember.cli.queue import queue
+from ember.cli.trace import trace
+from ember.cli.usage import usage
 from ember.settings import Settings
 
 
@@ -36,9 +39,15 @@ def main() -> None:
 @click.option("--async-retry-base", type=float, default=60.0, show_default=True,
               help="Seconds before the first retry of a failed asynchronous event (then 2x).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--otlp-endpoint", default=None,
+              help="Export traces over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318); "
+                   "else OTEL_EXPORTER_OTLP_ENDPOINT if set.")
+@click.option("--hooks/--no-hooks", default=True, show_default=True,
+              help="Invocation hooks (metrics, traces); off only to measure their cost (EMBER_HOOKS=off).")
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
            idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
-           async_retry_base: float, log_level: str) -> None:
+           async_retry_base: float, log_level: str, hooks: bool,
+           otlp_endpoint: str | None) -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
     from ember.server import run
     from ember.settings import Limits
@@ -54,6 +63,8 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         async_concurrency=async_concurrency,
         async_retry_base_s=async_retry_base,
         log_level=log_level,
+        otlp_endpoint=otlp_endpoint or None,
+        hooks=hooks,
         limits=Limits(account_concurrency=concurrency),
     )
     raise SystemExit(run(settings))
@@ -61,6 +72,9 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
 
 main.add_command(queue)
 main.add_command(logs)
+main.add_command(trace)
+main.add_command(usage)
+main.add_command(metrics)
 
 if __name__ == "__main__":
     main()

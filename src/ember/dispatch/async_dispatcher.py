@@ -115,6 +115,8 @@ class AsyncDispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._attempts: set[asyncio.Task[None]] = set()
+        # (function, "OnSuccess" | "OnFailure") -> invocation records sent (for /metrics)
+        self.destination_deliveries: dict[tuple[str, str], int] = {}
 
     # -- accepting -----------------------------------------------------------------------
 
@@ -233,6 +235,8 @@ class AsyncDispatcher:
             payload,
             trace_id=event.trace_id,
             request_id=event.request_id,
+            invocation_type="Event",
+            enqueued_at=event.enqueued_at,
         )
         # invoke() takes its concurrency slot before its first await: from here on the
         # attempt counts in the limiter, no longer as starting.
@@ -287,6 +291,8 @@ class AsyncDispatcher:
     ) -> list[NewEvent]:
         if target is None:
             return []
+        kind = (event.function, "OnSuccess" if condition == "Success" else "OnFailure")
+        self.destination_deliveries[kind] = self.destination_deliveries.get(kind, 0) + 1
         record: dict[str, Any] = {
             "version": "1.0",
             "timestamp": _iso(time.time()),
@@ -304,7 +310,9 @@ class AsyncDispatcher:
                 context["functionError"] = "Unhandled"
             record["responseContext"] = context
             record["responsePayload"] = _json_or_text(result.payload)
-        return [NewEvent(str(uuid.uuid4()), target.function, target.qualifier, orjson.dumps(record), event.trace_id)]
+        # The destination's invocation joins the trace beneath the attempt that sent it.
+        trace = result.trace_id if result is not None and result.trace_id else event.trace_id
+        return [NewEvent(str(uuid.uuid4()), target.function, target.qualifier, orjson.dumps(record), trace)]
 
     # -- what `ember queue` shows --------------------------------------------------------
 

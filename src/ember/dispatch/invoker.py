@@ -18,7 +18,7 @@ from ember.dispatch.concurrency import ConcurrencyLimiter
 from ember.errors import ServiceError, TooManyRequests
 from ember.functions.model import FunctionRecord
 from ember.functions.service import FunctionService
-from ember.observe import platform_lines
+from ember.observe import platform_lines, trace_ids
 from ember.observe.logs import LogStore
 from ember.worker.instance import Outcome
 from ember.worker.pool import Acquired, WorkerPool
@@ -75,6 +75,7 @@ class InvokeResult:
     log_tail: str | None
     cold: bool
     log_seq: int = 0  # LogStore sequence number of this invocation's log lines
+    trace_id: str | None = None  # _X_AMZN_TRACE_ID of this invocation (Parent: its span)
 
 
 class Invoker:
@@ -94,20 +95,21 @@ class Invoker:
         self.hooks: list[Hook] = []
 
     def resolve(self, function: str, qualifier: str | None) -> FunctionRecord:
-        return self.functions.get(function, qualifier)
+        """The version to run: $LATEST, a version, or an alias's (by its routing weights)."""
+        return self.functions.pick(function, qualifier)
 
     async def invoke(self, request: InvokeRequest) -> InvokeResult:
         record = self.resolve(request.function, request.qualifier)
         received = time.time()
         try:
-            self.limiter.acquire()
+            self.limiter.acquire(record.name)
         except TooManyRequests:
             self._report_throttle(record, request, received)
             raise
         try:
             return await self._run(record, request, received)
         finally:
-            self.limiter.release()
+            self.limiter.release(record.name)
 
     def _notify(self, report: InvocationReport) -> None:
         for hook in self.hooks:
@@ -150,6 +152,7 @@ class Invoker:
             raise ServiceError(f"Ember could not start an instance of {record.name}: {exc}") from exc
         instance = acquired.instance
         start_ms = _now_ms()
+        trace = trace_ids.function_header(request.trace_id, request_id, received)
         if instance is None:
             assert acquired.init_failure is not None
             outcome = acquired.init_failure
@@ -160,9 +163,14 @@ class Invoker:
                 "type": "invoke",
                 "request_id": request_id,
                 "deadline_ms": int(time.time() * 1000) + record.timeout * 1000,
-                "invoked_arn": self.functions.arn(record.name, request.qualifier),
+                "invoked_arn": self.functions.arn(
+                    record.name,
+                    request.qualifier
+                    if request.qualifier or ":" not in request.function
+                    else self.functions.qualifier_of(request.function),
+                ),
                 "client_context": request.client_context,
-                "trace_id": request.trace_id,
+                "trace_id": trace,
             }
             try:
                 outcome = await instance.invoke(header, request.payload, float(record.timeout))
@@ -209,6 +217,7 @@ class Invoker:
             log_tail=tail,
             cold=acquired.cold,
             log_seq=seq,
+            trace_id=trace,
         )
 
     def _notify_fault(

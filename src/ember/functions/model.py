@@ -10,6 +10,16 @@ LATEST = "$LATEST"
 
 
 @dataclass(frozen=True)
+class LayerRef:
+    """One of a function's layers, captured when it was configured (a deleted layer version
+    keeps working for the functions that use it, as on Lambda)."""
+
+    arn: str  # the layer version ARN
+    code_size: int  # zipped bytes
+    sha256: str  # hex digest of the layer's zip; content address in the package store
+
+
+@dataclass(frozen=True)
 class FunctionRecord:
     name: str
     version: str
@@ -31,8 +41,8 @@ class FunctionRecord:
     log_group: str | None = None
     revision_id: str = ""
     last_modified: float = 0.0  # seconds since the epoch
-    tags: dict[str, str] = field(default_factory=dict)
     dead_letter_target: str | None = None  # SQS/SNS ARN; stored now, delivered once those exist
+    layers: tuple[LayerRef, ...] = ()  # mounted at /opt in order, later ones overlaying earlier
     state: str = "Active"
     last_update_status: str = "Successful"
 
@@ -50,7 +60,30 @@ class FunctionRecord:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["architectures"] = tuple(values.get("architectures", ("x86_64",)))
+        values["layers"] = tuple(LayerRef(**layer) for layer in values.get("layers", ()))
         return cls(**values)
 
     def evolve(self, **changes: Any) -> FunctionRecord:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A named pointer at a function version; `weights` sends a share of traffic to one more."""
+
+    function: str
+    name: str
+    version: str
+    description: str = ""
+    weights: dict[str, float] = field(default_factory=dict)
+    revision_id: str = ""
+
+
+@dataclass(frozen=True)
+class ProvisionedConfig:
+    """Provisioned concurrency requested for a function version or alias."""
+
+    function: str
+    qualifier: str
+    requested: int
+    last_modified: float

@@ -111,6 +111,57 @@ class PackageStore:
             raise
         return final
 
+    # -- layers ------------------------------------------------------------------------------
+
+    def verify_extract(self, sha256: str) -> None:
+        """Extract a stored zip into a scratch directory and drop it: refuses what unpacking
+        would refuse (links out of the tree, sizes that lie) when a layer is published."""
+        _, archive = self.check(self.zip_path(sha256).read_bytes())
+        scratch = Path(tempfile.mkdtemp(dir=self.tasks, prefix=".verify-"))
+        try:
+            with archive:
+                _extract(archive, scratch, self.limits.unzipped_bytes)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def declared_size(self, sha256: str) -> int:
+        """The unzipped size a stored zip declares (its entries' sizes; extraction enforces it)."""
+        with zipfile.ZipFile(self.zip_path(sha256)) as archive:
+            return sum(info.file_size for info in archive.infolist())
+
+    def layers_dir(self, layer_shas: tuple[str, ...], runtime: str) -> Path:
+        key = hashlib.sha256("\n".join(layer_shas).encode()).hexdigest()
+        return self.tasks / f"layers-{key}-{runtime}"
+
+    def compose(self, layer_shas: tuple[str, ...], runtime: str, interpreter: str | None) -> Path:
+        """Unpack stored layer zips in order into one immutable directory (mounted at /opt):
+        later layers' files replace earlier ones'. Same checks as code packages; `.pyc`
+        compiled for `runtime`. Content-addressed by the ordered zips, so built once."""
+        final = self.layers_dir(layer_shas, runtime)
+        if final.exists():
+            return final
+        staging = Path(tempfile.mkdtemp(dir=self.tasks, prefix=".compose-"))
+        try:
+            budget = self.limits.unzipped_bytes
+            for sha256 in layer_shas:
+                _, archive = self.check(self.zip_path(sha256).read_bytes())
+                with archive:
+                    budget -= _extract(archive, staging, budget, overlay=True)
+            _check_links(staging)
+            if interpreter:
+                _compile(interpreter, staging, "/opt")
+            _seal(staging)
+            try:
+                os.rename(staging, final)
+            except OSError:
+                if not final.exists():
+                    raise
+                shutil.rmtree(staging, ignore_errors=True)  # another request won the race
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return final
+
 
 def _unzipped_too_large(limit: int) -> str:
     return f"Unzipped size must be smaller than {limit} bytes"
@@ -134,9 +185,10 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
-    """Extract into `root`. Links are resolved as the kernel will (not just lexically): no entry
-    is written through a link, and every link must end up inside the package."""
+def _extract(archive: zipfile.ZipFile, root: Path, limit: int, overlay: bool = False) -> int:
+    """Extract into `root`; returns the bytes written. Links are resolved as the kernel will
+    (not just lexically): no entry is written through a link, and every link must end up inside
+    the package. With `overlay`, entries replace what an earlier archive left at their path."""
     written = 0
     real_root = os.path.realpath(root)
     links: list[tuple[str, Path]] = []
@@ -146,10 +198,15 @@ def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
             raise InvalidParameterValue(
                 f"Zip entry {info.filename!r} points outside the package (through a link)"
             )
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if overlay and _replaced(target, info.is_dir()):
+                _remove(target)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # e.g. a file where the entry needs a directory
+            raise InvalidParameterValue(UNZIP_ERROR) from exc
         if _is_symlink(info):
             link = archive.read(info).decode("utf-8", "replace")
             resolved = os.path.normpath(os.path.join(os.path.dirname(info.filename), link))
@@ -180,9 +237,37 @@ def _extract(archive: zipfile.ZipFile, root: Path, limit: int) -> None:
     for name, target in links:
         if not _inside(os.path.realpath(target), real_root):
             raise InvalidParameterValue(f"Zip entry {name!r} is a link that points outside the package")
+    return written
 
 
-def _compile(interpreter: str, root: Path) -> None:
+def _replaced(path: Path, is_dir: bool) -> bool:
+    """Whether an overlaid entry must first remove what is at its path: any link, or a file
+    where a directory goes (and the reverse). Directories merge."""
+    if os.path.islink(path):
+        return True
+    return os.path.lexists(path) and is_dir != os.path.isdir(path)
+
+
+def _remove(path: Path) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _check_links(root: Path) -> None:
+    """Every link in the tree resolves inside it (after layers overlaid each other's files)."""
+    real_root = os.path.realpath(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and not _inside(os.path.realpath(path), real_root):
+                raise InvalidParameterValue(
+                    f"{os.path.relpath(path, root)!r} is a link that points outside the layers"
+                )
+
+
+def _compile(interpreter: str, root: Path, mounted_at: str = "/var/task") -> None:
     """Precompile .pyc for the function's runtime (syntax errors surface at invoke time)."""
     subprocess.run(
         [
@@ -198,7 +283,7 @@ def _compile(interpreter: str, root: Path) -> None:
             "-s",
             str(root),
             "-p",
-            "/var/task",
+            mounted_at,
             str(root),
         ],
         capture_output=True,

@@ -7,6 +7,7 @@ rejected request leaves the store exactly as it was.
 from __future__ import annotations
 
 import platform
+import random
 import re
 import time
 import uuid
@@ -25,7 +26,8 @@ from ember.errors import (
     raise_if_any,
     range_problem,
 )
-from ember.functions.model import LATEST, FunctionRecord
+from ember.functions.layers import LayerService
+from ember.functions.model import LATEST, Alias, FunctionRecord
 from ember.functions.packages import Package, PackageStore
 from ember.runtime_catalog import Runtime
 from ember.settings import Settings
@@ -98,11 +100,16 @@ class FunctionService:
         self.store = store
         self.packages = packages
         self.runtimes = runtimes
-        self.change_listeners: list[Callable[[str], None]] = []
+        self.change_listeners: list[Callable[[str], None]] = []  # $LATEST of a function changed
+        # A function (version None) or one of its versions was deleted.
+        self.removal_listeners: list[Callable[[str, str | None], None]] = []
         # Records are read on every invocation; every change goes through this service, which
         # drops the cached entries of the function it changed.
         self._records: dict[tuple[str, str], FunctionRecord] = {}
         self._task_dirs: dict[tuple[str, str], str] = {}
+        self.layers = LayerService(settings, store, packages)
+        self._opt_dirs: dict[tuple[tuple[str, ...], str], str] = {}
+        self._aliases: dict[tuple[str, str], Alias] = {}
 
     # -- naming --------------------------------------------------------------------------
 
@@ -135,19 +142,54 @@ class FunctionService:
     # -- reads ---------------------------------------------------------------------------
 
     def get(self, identifier: str, qualifier: str | None = None) -> FunctionRecord:
+        """The record a name, version, alias or ARN stands for (an alias: its primary version)."""
         ref = self.parse_ref(identifier)
-        version = qualifier or ref.qualifier or LATEST
+        return self._version(ref.name, self._qualifier(ref, qualifier), weighted=False)
+
+    def pick(self, identifier: str, qualifier: str | None = None) -> FunctionRecord:
+        """Like `get`, but an alias with a routing configuration picks a version by its weights
+        (at random, per call): what an invocation runs."""
+        ref = self.parse_ref(identifier)
+        return self._version(ref.name, self._qualifier(ref, qualifier), weighted=True)
+
+    def qualifier_of(self, identifier: str, qualifier: str | None = None) -> str | None:
+        """The qualifier a request names (in the function name or apart), None for none."""
+        ref = self.parse_ref(identifier)
+        return None if ref.qualifier is None and qualifier is None else self._qualifier(ref, qualifier)
+
+    def alias(self, name: str, alias_name: str) -> Alias | None:
+        found = self._aliases.get((name, alias_name))
+        if found is None:
+            found = self.store.get_alias(name, alias_name)
+            if found is not None:
+                self._aliases[(name, alias_name)] = found
+        return found
+
+    def _qualifier(self, ref: FunctionRef, qualifier: str | None) -> str:
         if ref.qualifier and qualifier and ref.qualifier != qualifier:
             raise InvalidParameterValue(
                 "The derived qualifier from the function name does not match the specified qualifier."
             )
-        record = self._records.get((ref.name, version))
+        return qualifier or ref.qualifier or LATEST
+
+    def _version(self, name: str, qualifier: str, weighted: bool) -> FunctionRecord:
+        version = qualifier
+        if qualifier != LATEST and not qualifier.isdigit():
+            alias = self.alias(name, qualifier)
+            if alias is None:
+                raise ResourceNotFound(f"Function not found: {self.arn(name, qualifier)}")
+            version = alias.version
+            if weighted and alias.weights:
+                extra, weight = next(iter(alias.weights.items()))
+                if random.random() < weight:
+                    version = extra
+        record = self._records.get((name, version))
         if record is None:
-            record = self.store.get_function(ref.name, version)
+            record = self.store.get_function(name, version)
             if record is not None:
-                self._records[(ref.name, version)] = record
+                self._records[(name, version)] = record
         if record is None:
-            raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version if version != LATEST else None)}")
+            raise ResourceNotFound(f"Function not found: {self.arn(name, qualifier if qualifier != LATEST else None)}")
         return record
 
     def list(self, after: str | None, limit: int) -> tuple[list[FunctionRecord], str | None]:
@@ -165,6 +207,7 @@ class FunctionService:
         if self.store.get_function(ref.name, LATEST) is not None:
             raise ResourceConflict(f"Function already exist: {ref.name}")
         package = self.packages.check(zip_bytes)[0]
+        fields = self._resolve_layers(fields)
         record = FunctionRecord(
             name=ref.name,
             version=LATEST,
@@ -175,7 +218,9 @@ class FunctionService:
             **fields,
         )
         self._check(record)
+        self._check_unzipped(record, package.unzipped_size)
         self._install(zip_bytes, record)
+        self.opt_dir(record)  # composes the layers now: their problems surface here
         self.store.create_function(record)
         return record
 
@@ -191,6 +236,7 @@ class FunctionService:
             revision_id=str(uuid.uuid4()),
             last_modified=time.time(),
         )
+        self._check_unzipped(record, package.unzipped_size)
         if dry_run:
             return record
         self._install(zip_bytes, record)
@@ -203,26 +249,38 @@ class FunctionService:
     ) -> FunctionRecord:
         current = self._latest(identifier)
         _expect_revision(current, revision_id)
+        changes = self._resolve_layers(changes)
         record = current.evolve(
             **changes, revision_id=str(uuid.uuid4()), last_modified=time.time()
         )
         self._check(record)
+        if record.layers != current.layers:
+            self._check_unzipped(record, self.packages.declared_size(record.code_sha256))
         if record.runtime != current.runtime:
             self._unpack(record)
+        self.opt_dir(record)
         self.store.update_function(record, revision_id)
         self._changed(record.name)
         return record
 
     def delete(self, identifier: str, qualifier: str | None) -> None:
+        """Delete a function (every version), or with a version number one published version."""
         ref = self.parse_ref(identifier)
         version = qualifier or ref.qualifier
-        if version and version != LATEST:
-            raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version)}")
         if version == LATEST:
             raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
-        if not self.store.delete_function(ref.name):
+        if version and not version.isdigit():
+            raise InvalidParameterValue("Deletion of aliases is not supported.")
+        if version:
+            if not self.store.delete_version(ref.name, version):
+                raise ResourceNotFound(f"Function not found: {self.arn(ref.name, version)}")
+        elif not self.store.delete_function(ref.name):
             raise ResourceNotFound(f"Function not found: {self.arn(ref.name)}")
-        self._changed(ref.name)
+        self.forget(ref.name)
+        for listener in self.removal_listeners:
+            listener(ref.name, version)
+        if not version:
+            self._changed(ref.name)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -232,9 +290,15 @@ class FunctionService:
             raise InvalidParameterValue("Only the $LATEST version of a function can be changed")
         return self.get(ref.name)
 
-    def _changed(self, name: str) -> None:
+    def forget(self, name: str) -> None:
+        """Drop the cached records and aliases of `name` (after any change to them)."""
         for key in [k for k in self._records if k[0] == name]:
             del self._records[key]
+        for alias_key in [k for k in self._aliases if k[0] == name]:
+            del self._aliases[alias_key]
+
+    def _changed(self, name: str) -> None:
+        self.forget(name)
         for listener in self.change_listeners:
             listener(name)
 
@@ -262,6 +326,37 @@ class FunctionService:
             runtime = self.runtimes[record.runtime]
             path = str(self.packages.unpack(record.code_sha256, record.runtime, runtime.executable))
             self._task_dirs[key] = path
+        return path
+
+    # -- layers --------------------------------------------------------------------------
+
+    def _resolve_layers(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """`layers` given as version ARNs (the API's Layers) → the LayerRefs a record keeps."""
+        if "layers" not in fields:
+            return fields
+        return {**fields, "layers": self.layers.resolve(fields["layers"])}
+
+    def _check_unzipped(self, record: FunctionRecord, code_unzipped: int) -> None:
+        if not record.layers:
+            return
+        limit = self.settings.limits.unzipped_bytes
+        total = code_unzipped + self.layers.unzipped_size(record.layers)
+        if total > limit:
+            raise InvalidParameterValue(
+                f"Function code combined with layers exceeds the maximum allowed size of {limit} "
+                f"bytes. The actual size is {total} bytes."
+            )
+
+    def opt_dir(self, record: FunctionRecord) -> str | None:
+        """The composed, read-only layers directory mounted at /opt (None without layers)."""
+        if not record.layers:
+            return None
+        key = (tuple(layer.sha256 for layer in record.layers), record.runtime)
+        path = self._opt_dirs.get(key)
+        if path is None:
+            runtime = self.runtimes[record.runtime]
+            path = str(self.packages.compose(key[0], record.runtime, runtime.executable))
+            self._opt_dirs[key] = path
         return path
 
     def _check(self, record: FunctionRecord) -> None:

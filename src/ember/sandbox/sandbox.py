@@ -51,6 +51,7 @@ class SandboxSpec:
     task_dir: Path  # a directory directly under the manager's tasks root, mounted at /var/task
     env: dict[str, str]
     runtime_args: dict[str, Any] = field(default_factory=dict)  # passed through to the runtime
+    opt_dir: Path | None = None  # like task_dir, mounted read-only at /opt (layers)
 
 
 @dataclass
@@ -142,6 +143,8 @@ class SandboxManager:
         """A sandbox claimed for `spec`: a pooled blank when there is one, else a new one."""
         if spec.task_dir.parent != self.tasks_root:
             raise ValueError(f"{spec.task_dir} is not a package under {self.tasks_root}")
+        if spec.opt_dir is not None and spec.opt_dir.parent != self.tasks_root:
+            raise ValueError(f"{spec.opt_dir} is not a directory under {self.tasks_root}")
         blanks = self._blanks.setdefault(spec.interpreter, [])
         sandbox = None
         while blanks:
@@ -158,6 +161,7 @@ class SandboxManager:
             claim = orjson.dumps(
                 {
                     "task_dir": spec.task_dir.name,
+                    "opt_dir": spec.opt_dir.name if spec.opt_dir is not None else None,
                     "tmp_mb": spec.tmp_mb,
                     "env": spec.env,
                     "runtime": spec.runtime_args,

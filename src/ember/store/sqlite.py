@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -14,7 +15,11 @@ from typing import Any
 import orjson
 
 from ember.errors import PreconditionFailed, ResourceConflict, ResourceNotFound
-from ember.functions.model import LATEST, FunctionRecord
+from ember.functions.layers import LayerVersion
+from ember.functions.model import LATEST, Alias, FunctionRecord, ProvisionedConfig
+
+# Sorts $LATEST before published versions, and those by number.
+_VERSION_ORDER = "(CASE WHEN version = '$LATEST' THEN -1 ELSE CAST(version AS INTEGER) END)"
 
 
 def _migrations(kind: str) -> list[tuple[int, str]]:
@@ -37,12 +42,13 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def migrate(c: sqlite3.Connection, kind: str) -> None:
-    """Apply the numbered migrations of `migrations/<kind>/` not yet recorded (in a transaction)."""
+    """Apply the numbered migrations of `migrations/<kind>/` not yet recorded (in a transaction).
+
+    Every number not applied yet runs, in order, even one below the highest applied."""
     c.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    row = c.execute("SELECT MAX(version) FROM schema_version").fetchone()
-    current = row[0] or 0
+    applied = {row[0] for row in c.execute("SELECT version FROM schema_version")}
     for number, sql in _migrations(kind):
-        if number > current:
+        if number not in applied:
             for statement in sql.split(";\n"):
                 if statement.strip():
                     c.execute(statement)
@@ -140,6 +146,9 @@ class SqliteStore:
         with self._tx() as c:
             cur = c.execute("DELETE FROM functions WHERE name = ?", (name,))
             c.execute("DELETE FROM event_invoke_configs WHERE function = ?", (name,))
+            for table in ("version_counters", "aliases", "reserved_concurrency", "provisioned_concurrency",
+                          "function_policies", "function_tags", "function_urls"):
+                c.execute(f"DELETE FROM {table} WHERE function = ?", (name,))
             return cur.rowcount > 0
 
     def list_functions(self, after: str | None, limit: int) -> list[FunctionRecord]:
@@ -149,6 +158,194 @@ class SqliteStore:
                 (LATEST, after or "", limit),
             ).fetchall()
         return [FunctionRecord.from_json(orjson.loads(r[0])) for r in rows]
+
+    # -- versions ----------------------------------------------------------------------------
+
+    def publish_version(
+        self, latest: FunctionRecord, expected_revision: str | None, make: Callable[[FunctionRecord, str], FunctionRecord]
+    ) -> FunctionRecord:
+        """Snapshot `latest` as the next version number (`make` builds the version's record);
+        refused with PreconditionFailed when $LATEST's revision is not `expected_revision`."""
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT revision_id FROM functions WHERE name = ? AND version = ?", (latest.name, LATEST)
+            ).fetchone()
+            if row is None:
+                raise ResourceNotFound(f"Function not found: {latest.name}")
+            if row[0] != (expected_revision or latest.revision_id):
+                raise PreconditionFailed(
+                    "The Revision Id provided does not match the latest Revision Id. "
+                    "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+                )
+            found = c.execute("SELECT last FROM version_counters WHERE function = ?", (latest.name,)).fetchone()
+            number = (found[0] if found else 0) + 1
+            c.execute(
+                "INSERT INTO version_counters (function, last) VALUES (?, ?)"
+                " ON CONFLICT (function) DO UPDATE SET last = excluded.last",
+                (latest.name, number),
+            )
+            record = make(latest, str(number))
+            self._insert(c, record)
+            return record
+
+    def last_version(self, name: str) -> FunctionRecord | None:
+        """The most recently published version still stored."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT config FROM functions WHERE name = ? AND version != ?"
+                " ORDER BY CAST(version AS INTEGER) DESC LIMIT 1",
+                (name, LATEST),
+            ).fetchone()
+        return FunctionRecord.from_json(orjson.loads(row[0])) if row else None
+
+    def list_versions(self, name: str, after: int, limit: int) -> list[FunctionRecord]:
+        """$LATEST (order -1) then published versions in order, those ordered after `after`."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT config FROM functions WHERE name = ? AND"
+                f" {_VERSION_ORDER} > ? ORDER BY {_VERSION_ORDER} LIMIT ?",
+                (name, after, limit),
+            ).fetchall()
+        return [FunctionRecord.from_json(orjson.loads(r[0])) for r in rows]
+
+    def list_all_versions(self, after: tuple[str, int] | None, limit: int) -> list[FunctionRecord]:
+        """Every version of every function, by name then version, after (name, version order)."""
+        name, order = after or ("", -2)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT config FROM functions WHERE (name, {_VERSION_ORDER}) > (?, ?)"
+                f" ORDER BY name, {_VERSION_ORDER} LIMIT ?",
+                (name, order, limit),
+            ).fetchall()
+        return [FunctionRecord.from_json(orjson.loads(r[0])) for r in rows]
+
+    def delete_version(self, name: str, version: str) -> bool:
+        """Delete one published version; ResourceConflict while an alias routes to it."""
+        with self._tx() as c:
+            users = [
+                alias
+                for alias, primary, weights in c.execute(
+                    "SELECT name, version, weights FROM aliases WHERE function = ? ORDER BY name", (name,)
+                ).fetchall()
+                if primary == version or version in orjson.loads(weights)
+            ]
+            if users:
+                raise ResourceConflict(
+                    f"Unable to delete version because the following aliases reference it: [{', '.join(users)}]"
+                )
+            cur = c.execute("DELETE FROM functions WHERE name = ? AND version = ?", (name, version))
+            c.execute("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", (name, version))
+            c.execute("DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (name, version))
+            return cur.rowcount > 0
+
+    # -- aliases -----------------------------------------------------------------------------
+
+    def get_alias(self, function: str, name: str) -> Alias | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT version, description, weights, revision_id FROM aliases WHERE function = ? AND name = ?",
+                (function, name),
+            ).fetchone()
+        return Alias(function, name, row[0], row[1], orjson.loads(row[2]), row[3]) if row else None
+
+    def list_aliases(self, function: str) -> list[Alias]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT name, version, description, weights, revision_id FROM aliases"
+                " WHERE function = ? ORDER BY name",
+                (function,),
+            ).fetchall()
+        return [Alias(function, r[0], r[1], r[2], orjson.loads(r[3]), r[4]) for r in rows]
+
+    def put_alias(self, alias: Alias, create: bool, expected_revision: str | None) -> None:
+        """Create (ResourceConflict when it exists) or replace (PreconditionFailed on a stale
+        revision) an alias; the versions it names must exist (ResourceNotFound)."""
+        with self._tx() as c:
+            for version in (alias.version, *alias.weights):
+                found = c.execute(
+                    "SELECT 1 FROM functions WHERE name = ? AND version = ?", (alias.function, version)
+                ).fetchone()
+                if found is None:
+                    raise ResourceNotFound(f"Function not found: {alias.function}:{version}")
+            row = c.execute(
+                "SELECT revision_id FROM aliases WHERE function = ? AND name = ?", (alias.function, alias.name)
+            ).fetchone()
+            if create and row is not None:
+                raise ResourceConflict(f"Alias already exists: {alias.function}:{alias.name}")
+            if not create:
+                if row is None:
+                    raise ResourceNotFound(f"Cannot find alias: {alias.function}:{alias.name}")
+                if expected_revision is not None and row[0] != expected_revision:
+                    raise PreconditionFailed(
+                        "The Revision Id provided does not match the latest Revision Id. "
+                        "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
+                    )
+            c.execute(
+                "INSERT INTO aliases (function, name, version, description, weights, revision_id)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (function, name) DO UPDATE SET"
+                " version = excluded.version, description = excluded.description,"
+                " weights = excluded.weights, revision_id = excluded.revision_id",
+                (
+                    alias.function,
+                    alias.name,
+                    alias.version,
+                    alias.description,
+                    orjson.dumps(alias.weights).decode(),
+                    alias.revision_id,
+                ),
+            )
+
+    def delete_alias(self, function: str, name: str) -> bool:
+        with self._tx() as c:
+            cur = c.execute("DELETE FROM aliases WHERE function = ? AND name = ?", (function, name))
+            c.execute("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", (function, name))
+            c.execute("DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (function, name))
+            return cur.rowcount > 0
+
+    # -- concurrency -------------------------------------------------------------------------
+
+    def put_reserved_concurrency(self, function: str, reserved: int | None) -> None:
+        """Set (or with None, remove) a function's reserved concurrency."""
+        with self._tx() as c:
+            if reserved is None:
+                c.execute("DELETE FROM reserved_concurrency WHERE function = ?", (function,))
+            else:
+                c.execute(
+                    "INSERT INTO reserved_concurrency (function, reserved) VALUES (?, ?)"
+                    " ON CONFLICT (function) DO UPDATE SET reserved = excluded.reserved",
+                    (function, reserved),
+                )
+
+    def reserved_concurrency(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT function, reserved FROM reserved_concurrency").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def put_provisioned(self, config: ProvisionedConfig) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO provisioned_concurrency (function, qualifier, requested, last_modified)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (function, qualifier) DO UPDATE SET"
+                " requested = excluded.requested, last_modified = excluded.last_modified",
+                (config.function, config.qualifier, config.requested, config.last_modified),
+            )
+
+    def delete_provisioned(self, function: str, qualifier: str) -> bool:
+        with self._tx() as c:
+            cur = c.execute(
+                "DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (function, qualifier)
+            )
+            return cur.rowcount > 0
+
+    def list_provisioned(self, function: str | None = None) -> list[ProvisionedConfig]:
+        """One function's provisioned concurrency configs (every function's without one)."""
+        query = "SELECT function, qualifier, requested, last_modified FROM provisioned_concurrency"
+        with self._lock:
+            if function is None:
+                rows = self._conn.execute(query + " ORDER BY function, qualifier").fetchall()
+            else:
+                rows = self._conn.execute(query + " WHERE function = ? ORDER BY qualifier", (function,)).fetchall()
+        return [ProvisionedConfig(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
 
     # -- code packages -----------------------------------------------------------------------
 
@@ -207,3 +404,156 @@ class SqliteStore:
                 (function,),
             ).fetchall()
         return [(r[0], orjson.loads(r[1]), float(r[2])) for r in rows]
+
+    # -- resource policies -------------------------------------------------------------------
+
+    def get_policy(self, function: str, qualifier: str) -> tuple[list[dict[str, Any]], str] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT statements, revision_id FROM function_policies WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
+            ).fetchone()
+        return (orjson.loads(row[0]), str(row[1])) if row else None
+
+    def put_policy(self, function: str, qualifier: str, statements: list[dict[str, Any]], revision_id: str) -> None:
+        with self._tx() as c:
+            if not statements:
+                c.execute(
+                    "DELETE FROM function_policies WHERE function = ? AND qualifier = ?", (function, qualifier)
+                )
+                return
+            c.execute(
+                "INSERT INTO function_policies (function, qualifier, revision_id, statements)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (function, qualifier) DO UPDATE SET"
+                " revision_id = excluded.revision_id, statements = excluded.statements",
+                (function, qualifier, revision_id, orjson.dumps(statements).decode()),
+            )
+
+    # -- tags --------------------------------------------------------------------------------
+
+    def get_tags(self, function: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, value FROM function_tags WHERE function = ? ORDER BY key", (function,)
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def tag(self, function: str, tags: dict[str, str]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO function_tags (function, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (function, key) DO UPDATE SET value = excluded.value",
+                [(function, k, v) for k, v in tags.items()],
+            )
+
+    def untag(self, function: str, keys: list[str]) -> None:
+        with self._tx() as c:
+            c.executemany(
+                "DELETE FROM function_tags WHERE function = ? AND key = ?", [(function, k) for k in keys]
+            )
+
+    # -- function URLs -----------------------------------------------------------------------
+
+    _URL_COLUMNS = "url_id, function, qualifier, config, created, last_modified"
+
+    @staticmethod
+    def _url_row(row: Any) -> tuple[str, str, str, dict[str, Any], float, float]:
+        return (str(row[0]), str(row[1]), str(row[2]), orjson.loads(row[3]), float(row[4]), float(row[5]))
+
+    def put_function_url(self, url: tuple[str, str, str, dict[str, Any], float, float]) -> None:
+        url_id, function, qualifier, config, created, modified = url
+        with self._tx() as c:
+            other = c.execute(
+                "SELECT url_id FROM function_urls WHERE function = ? AND qualifier = ?", (function, qualifier)
+            ).fetchone()
+            if other is not None and other[0] != url_id:
+                raise ResourceConflict(f"A function URL already exists for {function} ({qualifier or '$LATEST'})")
+            c.execute(
+                f"INSERT INTO function_urls ({self._URL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (url_id) DO UPDATE SET config = excluded.config,"
+                " last_modified = excluded.last_modified",
+                (url_id, function, qualifier, orjson.dumps(config).decode(), created, modified),
+            )
+
+    def get_function_url(self, url_id: str) -> tuple[str, str, str, dict[str, Any], float, float] | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {self._URL_COLUMNS} FROM function_urls WHERE url_id = ?", (url_id,)
+            ).fetchone()
+        return self._url_row(row) if row else None
+
+    def find_function_urls(
+        self, function: str, qualifier: str | None = None
+    ) -> list[tuple[str, str, str, dict[str, Any], float, float]]:
+        query = f"SELECT {self._URL_COLUMNS} FROM function_urls WHERE function = ?"
+        args: tuple[str, ...] = (function,)
+        if qualifier is not None:
+            query += " AND qualifier = ?"
+            args = (function, qualifier)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY qualifier", args).fetchall()
+        return [self._url_row(r) for r in rows]
+
+    def delete_function_url(self, function: str, qualifier: str) -> bool:
+        with self._tx() as c:
+            cur = c.execute(
+                "DELETE FROM function_urls WHERE function = ? AND qualifier = ?", (function, qualifier)
+            )
+            return cur.rowcount > 0
+
+    # -- layers ------------------------------------------------------------------------------
+
+    def publish_layer_version(self, layer: LayerVersion) -> LayerVersion:
+        with self._tx() as c:
+            row = c.execute(
+                "INSERT INTO layers (name, last) VALUES (?, 1) ON CONFLICT (name) DO UPDATE"
+                " SET last = last + 1 RETURNING last",
+                (layer.name,),
+            ).fetchone()
+            numbered = dataclasses.replace(layer, version=int(row[0]))
+            c.execute(
+                "INSERT INTO layer_versions (name, version, config) VALUES (?, ?, ?)",
+                (numbered.name, numbered.version, orjson.dumps(numbered.to_json()).decode()),
+            )
+        return numbered
+
+    def get_layer_version(self, name: str, version: int) -> LayerVersion | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT config FROM layer_versions WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        return LayerVersion.from_json(orjson.loads(row[0])) if row else None
+
+    def list_layer_versions(self, name: str | None) -> list[LayerVersion]:
+        with self._lock:
+            if name is None:
+                rows = self._conn.execute(
+                    "SELECT config FROM layer_versions ORDER BY name, version DESC"
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT config FROM layer_versions WHERE name = ? ORDER BY version DESC", (name,)
+                ).fetchall()
+        return [LayerVersion.from_json(orjson.loads(r[0])) for r in rows]
+
+    def delete_layer_version(self, name: str, version: int) -> bool:
+        with self._tx() as c:
+            cur = c.execute("DELETE FROM layer_versions WHERE name = ? AND version = ?", (name, version))
+            return cur.rowcount > 0
+
+    def get_layer_policy(self, name: str, version: int) -> tuple[list[dict[str, Any]], str] | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT policy, policy_revision FROM layer_versions WHERE name = ? AND version = ?",
+                (name, version),
+            ).fetchone()
+        return (orjson.loads(row[0]), str(row[1])) if row else None
+
+    def put_layer_policy(self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str) -> None:
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE layer_versions SET policy = ?, policy_revision = ? WHERE name = ? AND version = ?",
+                (orjson.dumps(statements).decode(), revision_id, name, version),
+            )
+            if cur.rowcount == 0:
+                raise ResourceNotFound(f"Layer version {name}:{version} does not exist.")

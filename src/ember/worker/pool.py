@@ -3,6 +3,9 @@
 Instances are keyed by (function, version, revision): a code or configuration change gives new
 invocations a new key, and `retire` destroys the old key's idle instances at once (busy ones
 are destroyed when they are released). One invocation at a time per instance.
+
+Provisioned instances (provisioned concurrency) are created ahead of demand, are never reaped
+for idleness, and are handed out before any other warm instance of their key.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ember.functions.model import FunctionRecord
+from ember.functions.model import LATEST, FunctionRecord
 from ember.runtime_catalog import Runtime
 from ember.sandbox.sandbox import Interpreter, SandboxManager, SandboxSpec
 from ember.settings import Settings
@@ -25,6 +29,8 @@ from ember.worker.instance import Instance, Outcome
 log = logging.getLogger(__name__)
 
 API_SOCKET_IN_SANDBOX = "/var/runtime/ember.sock"
+ON_DEMAND = "on-demand"
+PROVISIONED = "provisioned-concurrency"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,8 @@ class _Group:
     idle: list[Instance] = field(default_factory=list)
     total: int = 0
     retired: bool = False
+    provisioned: set[Instance] = field(default_factory=set)  # kept warm, never reaped
+    provisioned_idle: list[Instance] = field(default_factory=list)
 
 
 @dataclass
@@ -71,6 +79,8 @@ class WorkerPool:
         self.sandboxes = sandboxes
         self.runtimes = runtimes
         self.api_socket = api_socket
+        # A record's composed layers directory (mounted at /opt), None without layers.
+        self.opt_dirs: Callable[[FunctionRecord], str | None] = lambda record: None
         self.groups: dict[InstanceKey, _Group] = {}
         self.live: set[Instance] = set()
         self.created = 0
@@ -83,6 +93,12 @@ class WorkerPool:
     async def acquire(self, record: FunctionRecord, task_dir: str) -> Acquired:
         key = self.key(record)
         group = self.groups.setdefault(key, _Group())
+        while group.provisioned_idle:
+            instance = group.provisioned_idle.pop()
+            if not instance.sandbox.destroyed:
+                return Acquired(instance, cold=False)
+            group.provisioned.discard(instance)
+            group.total -= 1
         while group.idle:
             instance = group.idle.pop()
             if not instance.sandbox.destroyed:
@@ -102,11 +118,15 @@ class WorkerPool:
             self._destroy(instance)
             if group is not None:
                 group.total -= 1
+                group.provisioned.discard(instance)
                 self._forget_if_empty(key, group)
             return
         instance.freeze(self.settings.freeze_delay_s)
         instance.last_used = time.monotonic()
-        group.idle.append(instance)
+        if instance in group.provisioned:
+            group.provisioned_idle.append(instance)
+        else:
+            group.idle.append(instance)
 
     def discard(self, record: FunctionRecord) -> None:
         """An instance that never started still counted against the group."""
@@ -115,15 +135,73 @@ class WorkerPool:
             group.total -= 1
 
     def retire(self, name: str) -> None:
-        """Destroy idle instances of every version of `name`; busy ones go on release."""
+        """$LATEST of `name` changed: destroy its idle instances; busy ones go on release.
+        (Published versions never change: their instances stay.)"""
+        self.remove(name, LATEST)
+
+    def remove(self, name: str, version: str | None) -> None:
+        """Destroy the idle instances (provisioned ones too) of one version of `name`, or of
+        every version; busy ones are destroyed on release."""
         for key, group in list(self.groups.items()):
-            if key.name == name:
+            if key.name == name and (version is None or key.version == version):
                 group.retired = True
-                for instance in group.idle:
+                idle = group.idle + group.provisioned_idle
+                for instance in idle:
                     self._destroy(instance)
-                group.total -= len(group.idle)
+                group.total -= len(idle)
                 group.idle.clear()
+                group.provisioned_idle.clear()
+                group.provisioned.clear()
                 self._forget_if_empty(key, group)
+
+    async def provision(self, record: FunctionRecord, task_dir: str, count: int) -> str | None:
+        """Keep `count` provisioned instances of `record`'s version: start the missing ones
+        (concurrently) or let surplus ones go. Returns None, or why an instance could not start."""
+        key = self.key(record)
+        group = self.groups.get(key)
+        if group is None or group.retired:
+            group = self.groups[key] = _Group()
+        while len(group.provisioned) > count:
+            if group.provisioned_idle:
+                instance = group.provisioned_idle.pop()
+                self._destroy(instance)
+                group.total -= 1
+            else:  # busy: it becomes an on-demand instance when released
+                instance = next(iter(group.provisioned))
+            group.provisioned.discard(instance)
+        missing = count - len(group.provisioned)
+        if missing <= 0:
+            self._forget_if_empty(key, group)
+            return None
+        group.total += missing
+        results = await asyncio.gather(
+            *(self._create(record, task_dir, PROVISIONED) for _ in range(missing)), return_exceptions=True
+        )
+        failure: str | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                group.total -= 1
+                failure = failure or f"Ember could not start an instance: {result}"
+            elif result.instance is None:  # init failed: _create discarded it already
+                outcome = result.init_failure
+                failure = failure or (
+                    f"FUNCTION_ERROR_INIT_FAILURE: {outcome.error_type if outcome else 'Runtime.Unknown'}"
+                )
+            elif group.retired or self.groups.get(key) is not group:
+                self._destroy(result.instance)
+                group.total -= 1
+            else:
+                instance = result.instance
+                instance.freeze(self.settings.freeze_delay_s)
+                instance.last_used = time.monotonic()
+                group.provisioned.add(instance)
+                group.provisioned_idle.append(instance)
+        self._forget_if_empty(key, group)
+        return failure
+
+    def provisioned_count(self, record: FunctionRecord) -> int:
+        group = self.groups.get(self.key(record))
+        return 0 if group is None or group.retired else len(group.provisioned)
 
     def _forget_if_empty(self, key: InstanceKey, group: _Group) -> None:
         if group.total <= 0 and not group.idle and self.groups.get(key) is group:
@@ -139,16 +217,18 @@ class WorkerPool:
     def idle_count(self) -> int:
         return sum(len(g.idle) for g in self.groups.values())
 
-    async def _create(self, record: FunctionRecord, task_dir: str) -> Acquired:
+    async def _create(self, record: FunctionRecord, task_dir: str, init_type: str = ON_DEMAND) -> Acquired:
         runtime = self.runtimes[record.runtime]
         stream = log_stream_name(record.version)
         marker = "\x1eember-" + secrets.token_hex(8)
+        opt_dir = self.opt_dirs(record)
         spec = SandboxSpec(
             interpreter=interpreter_of(runtime),
             memory_mb=record.memory_size,
             tmp_mb=record.ephemeral_storage,
             task_dir=Path(task_dir),
-            env=self._environment(record, runtime, stream),
+            opt_dir=Path(opt_dir) if opt_dir else None,
+            env=self._environment(record, runtime, stream, init_type),
             runtime_args={
                 "handler": record.handler,
                 "marker": marker,
@@ -181,7 +261,9 @@ class WorkerPool:
         sandbox.cgroup.limit_cpu()
         return Acquired(instance, cold=True, init_ms=init_ms, init_lines=instance.take_init_lines())
 
-    def _environment(self, record: FunctionRecord, runtime: Runtime, stream: str) -> dict[str, str]:
+    def _environment(
+        self, record: FunctionRecord, runtime: Runtime, stream: str, init_type: str = ON_DEMAND
+    ) -> dict[str, str]:
         s = self.settings
         env = {
             "PATH": f"{runtime.prefix}/bin:/usr/local/bin:/usr/bin:/bin:/opt/bin",
@@ -198,7 +280,7 @@ class WorkerPool:
                 "AWS_LAMBDA_FUNCTION_NAME": record.name,
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(record.memory_size),
                 "AWS_LAMBDA_FUNCTION_VERSION": record.version,
-                "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+                "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
                 "AWS_LAMBDA_LOG_GROUP_NAME": record.effective_log_group,
                 "AWS_LAMBDA_LOG_STREAM_NAME": stream,
                 "AWS_REGION": s.region,

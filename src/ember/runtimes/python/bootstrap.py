@@ -46,6 +46,7 @@ from typing import Any, Callable
 _HEADER = struct.Struct("!II")
 _THIS_FILE = os.path.abspath(__file__)
 _ENSURE_ASCII = sys.version_info < (3, 12)  # AWS's runtimes stopped escaping with python3.12
+_SDK = "/var/runtime/sdk"  # boto3 and its dependencies, bound read-only by the platform
 
 Header = dict[str, Any]  # a frame's JSON header
 ErrorDocument = dict[str, Any]  # {errorMessage, errorType, requestId, stackTrace}
@@ -452,6 +453,8 @@ def main(fd: int, spec: dict[str, Any]) -> None:
     if spec.get("api_socket"):
         _start_api_proxy(spec["api_port"], spec["api_socket"])
     sys.path[:0] = _python_path()
+    if os.path.isdir(_SDK):  # the platform's boto3, last (a function's own boto3 wins)
+        sys.path.append(_SDK)
     _install_logging()
     timings: dict[str, float] = dict(spec.get("timings") or {})
     timings["importing"] = time.monotonic()

@@ -4,8 +4,8 @@ Started by the platform as `<runtime python> -I <this dir> <control fd>`. It pre
 language runtime so each sandbox starts with it loaded, then serves spawn requests arriving as
 JSON messages (plus two file descriptors: the instance's socket and its log pipe) on a
 SOCK_SEQPACKET socket. A spawned sandbox is blank: it waits on its instance socket for a claim
-(the function's code directory, /tmp size, environment and runtime arguments) before it drops
-privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
+(the function's code directory, its layers directory if any, /tmp size, environment and
+runtime arguments) before it drops privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
 Standard library only.
 """
 
@@ -81,7 +81,7 @@ def _run_inner(
         jail.ready_blank(spec)
         claim = _read_claim(instance_fd)
         claimed_at = time.monotonic()  # CLOCK_MONOTONIC is host-wide: the platform compares
-        jail.claim(claim["task_dir"], claim["tmp_mb"])
+        jail.claim(claim["task_dir"], claim["tmp_mb"], claim.get("opt_dir"))
         # The log pipe was made by root with mode 0600: hand it to the sandbox's user, so that
         # re-opening it (/dev/stdout, /proc/self/fd/1) works as it does on Lambda.
         os.fchown(log_fd, spec["uid"], spec["gid"])

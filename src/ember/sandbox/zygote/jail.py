@@ -11,7 +11,8 @@ The order lives here and only here:
     4. fork the inner child (PID 1 of the new namespace) and exit
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
     5. mount /proc, hostname, loopback up; wait for a claim
-    6. on claim: bind the function's code at /var/task, size /tmp, hide the other packages
+    6. on claim: bind the function's code at /var/task and its layers at /opt, size /tmp,
+       hide the other packages
     7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
 """
 
@@ -258,12 +259,16 @@ def ready_blank(spec: dict[str, Any]) -> None:
         _loopback_up()
 
 
-def claim(task_subdir: str, tmp_mb: int) -> None:
-    """Step 6: attach one function's code read-only at /var/task and size /tmp."""
-    if "/" in task_subdir or task_subdir in ("", ".", ".."):
-        raise JailError("bad task directory name %r" % task_subdir)
-    mount(TASKS_MOUNT + "/" + task_subdir, "/var/task", None, MS_BIND)
-    mount(None, "/var/task", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+def claim(task_subdir: str, tmp_mb: int, opt_subdir: str | None = None) -> None:
+    """Step 6: attach one function's code read-only at /var/task (and its composed layers, if
+    any, read-only at /opt), then size /tmp."""
+    for target, subdir in (("/var/task", task_subdir), ("/opt", opt_subdir)):
+        if subdir is None:
+            continue
+        if "/" in subdir or subdir in ("", ".", ".."):
+            raise JailError("bad package directory name %r" % subdir)
+        mount(TASKS_MOUNT + "/" + subdir, target, None, MS_BIND)
+        mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     umount(TASKS_MOUNT, MNT_DETACH)
     mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
 

@@ -1,0 +1,69 @@
+"""Function URL configurations: Create/Get/Update/Delete FunctionUrlConfig, ListFunctionUrlConfigs.
+
+The HTTP front that serves the URLs themselves is api/url_front.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from ember.api.lambda_api import decode_marker, encode_marker, operation
+from ember.functions.function_urls import FunctionUrl, iso_time
+from ember.platform import Platform
+
+
+def _shape(platform: Platform, config: FunctionUrl, modified: bool = True) -> dict[str, Any]:
+    urls = platform.function_urls
+    doc: dict[str, Any] = {
+        "FunctionUrl": urls.url(config),
+        "FunctionArn": urls.arn(config),
+        "AuthType": config.auth_type,
+        "CreationTime": iso_time(config.created),
+        "InvokeMode": config.invoke_mode,
+    }
+    if config.cors:
+        doc["Cors"] = config.cors
+    if modified:
+        doc["LastModifiedTime"] = iso_time(config.last_modified)
+    return doc
+
+
+@operation("CreateFunctionUrlConfig")
+async def create(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    config = platform.function_urls.create(
+        params["FunctionName"], params.get("Qualifier"), params["AuthType"], params.get("Cors"),
+        params.get("InvokeMode"),
+    )
+    return _shape(platform, config, modified=False)
+
+
+@operation("GetFunctionUrlConfig")
+async def get(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    return _shape(platform, platform.function_urls.get(params["FunctionName"], params.get("Qualifier")))
+
+
+@operation("UpdateFunctionUrlConfig")
+async def update(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    config = platform.function_urls.update(params["FunctionName"], params.get("Qualifier"), params)
+    return _shape(platform, config)
+
+
+@operation("DeleteFunctionUrlConfig")
+async def delete(platform: Platform, request: Request, params: dict[str, Any]) -> None:
+    platform.function_urls.delete(params["FunctionName"], params.get("Qualifier"))
+
+
+@operation("ListFunctionUrlConfigs")
+async def list_configs(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+    configs = platform.function_urls.list(params["FunctionName"])
+    after = decode_marker(params.get("Marker"))
+    if after is not None:
+        configs = [c for c in configs if c.qualifier > after]
+    limit = int(params.get("MaxItems") or 50)
+    page = configs[:limit]
+    return {
+        "FunctionUrlConfigs": [_shape(platform, c) for c in page],
+        "NextMarker": encode_marker(page[-1].qualifier or "$LATEST") if len(configs) > limit else None,
+    }
