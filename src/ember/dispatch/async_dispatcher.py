@@ -75,7 +75,13 @@ class _Slot:
     def running(self) -> None:
         if self.is_starting:
             self.is_starting = False
-            self.dispatcher.starting -= 1
+            d = self.dispatcher
+            d.starting -= 1
+            left = d.starting_by[self.function] - 1
+            if left:
+                d.starting_by[self.function] = left
+            else:
+                del d.starting_by[self.function]
 
     def release(self) -> None:
         self.running()
@@ -111,6 +117,7 @@ class AsyncDispatcher:
         self.in_flight: dict[str, int] = {}
         self.active = 0  # attempts holding one of the max_in_flight slots
         self.starting = 0  # of those, launched but not yet counted by the limiter
+        self.starting_by: dict[str, int] = {}  # the same, per function
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -172,8 +179,15 @@ class AsyncDispatcher:
             now = time.time()
             while self.delayed and self.delayed[0][0] <= now:
                 self._make_ready(heapq.heappop(self.delayed)[2])
-            while self.turns and self.active < self.max_in_flight and self._capacity():
-                function = self.turns.popleft()
+            blocked = 0  # functions in a row without capacity (their reservation is full)
+            while self.turns and self.active < self.max_in_flight and blocked < len(self.turns):
+                function = self.turns[0]
+                if not self._capacity(function):
+                    self.turns.rotate(-1)
+                    blocked += 1
+                    continue
+                blocked = 0
+                self.turns.popleft()
                 ready = self.ready[function]
                 event = ready.popleft()
                 if ready:
@@ -190,15 +204,19 @@ class AsyncDispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    def _capacity(self) -> bool:
-        """Room in the account's concurrency, counting attempts launched but not yet running
-        (so a full account does not launch a herd of attempts only to throttle them)."""
+    def _capacity(self, function: str) -> bool:
+        """Room for `function` in the account's concurrency and its own reservation, counting
+        attempts launched but not yet running (so a full account or reservation does not launch
+        a herd of attempts only to throttle them)."""
         limiter = self.invoker.limiter
-        return limiter.in_flight + self.starting < limiter.limit
+        if limiter.in_flight + self.starting >= limiter.limit:
+            return False
+        return limiter.has_capacity(function, self.starting_by.get(function, 0))
 
     def _launch(self, event: QueuedEvent) -> None:
         self.active += 1
         self.starting += 1
+        self.starting_by[event.function] = self.starting_by.get(event.function, 0) + 1
         self.in_flight[event.function] = self.in_flight.get(event.function, 0) + 1
         slot = _Slot(self, event.function)
         task = asyncio.get_running_loop().create_task(self._attempt(event, slot))

@@ -9,6 +9,7 @@ When a batch fails, each operation is retried alone, so one bad write never fail
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import sqlite3
 import threading
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ember.store.sqlite import connect, migrate
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 4096
 
@@ -74,6 +77,15 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _rollback(c: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open; a failing rollback must not kill the writer thread."""
+    try:
+        if c.in_transaction:
+            c.execute("ROLLBACK")
+    except sqlite3.Error:
+        log.exception("rolling back the event queue's transaction failed")
+
+
 class EventQueue:
     def __init__(self, path: Path) -> None:
         self._writer_conn = connect(path)
@@ -112,8 +124,7 @@ class EventQueue:
             results = [job.operation(c) for job in batch]
             c.execute("COMMIT")
         except Exception:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
+            _rollback(c)
             for job in batch:  # isolate the failure: every other operation still commits
                 self._commit_one(job)
             return
@@ -127,8 +138,7 @@ class EventQueue:
             result = job.operation(c)
             c.execute("COMMIT")
         except Exception as exc:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
+            _rollback(c)
             job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
             return
         job.loop.call_soon_threadsafe(_settle, job.future, result, None)
