@@ -144,6 +144,7 @@ class Invoker:
         request_id = request.request_id or str(uuid.uuid4())
         task_dir = self.functions.task_dir(record)
         acquire_ms = _now_ms()
+        acquire_started = time.perf_counter()
         try:
             acquired = await self.pool.acquire(record, task_dir)
         except Exception as exc:
@@ -152,6 +153,7 @@ class Invoker:
             raise ServiceError(f"Ember could not start an instance of {record.name}: {exc}") from exc
         instance = acquired.instance
         start_ms = _now_ms()
+        acquire_took_ms = (time.perf_counter() - acquire_started) * 1000
         trace = trace_ids.function_header(request.trace_id, request_id, received)
         if instance is None:
             assert acquired.init_failure is not None
@@ -195,7 +197,7 @@ class Invoker:
                 trace_id=request.trace_id,
                 received=received,
                 queue_wait_ms=(received - request.enqueued_at) * 1000 if request.enqueued_at else None,
-                acquire_ms=float(start_ms - acquire_ms),
+                acquire_ms=acquire_took_ms,
                 init_ms=acquired.init_ms if acquired.cold else None,
                 duration_ms=outcome.duration_ms,
                 billed_ms=platform_lines.billed_ms(outcome.duration_ms),
