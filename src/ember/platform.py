@@ -30,7 +30,7 @@ from ember.sandbox.sandbox import SandboxManager
 from ember.settings import Settings
 from ember.store.sqlite import SqliteStore
 from ember.worker import runtime_sdk
-from ember.worker.pool import API_SOCKET_IN_SANDBOX, WorkerPool, interpreter_of
+from ember.worker.pool import WorkerPool, interpreter_of
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ def _secret(path: Path) -> bytes:
 
 
 def _unix_listener(path: Path) -> socket.socket:
-    """The API's Unix socket, which sandboxes reach through a read-only bind."""
+    """The API's Unix socket: the relays of sandboxes' 127.0.0.1:<port> connect here."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(path))
-    os.chmod(path, 0o666)  # sandboxes run as an unprivileged uid
+    os.chmod(path, 0o600)  # only the platform's relays (and root) connect
     listener.listen(1024)
     return listener
 
@@ -71,7 +71,8 @@ class Platform:
         self.sandboxes = SandboxManager(
             settings.data_dir / "sandbox",
             tasks_root=self.packages.tasks,
-            extra_binds=((str(self.api_socket), API_SOCKET_IN_SANDBOX), *runtime_sdk.binds()),
+            extra_binds=runtime_sdk.binds(),
+            api_port=settings.port,
             pool_size=settings.sandbox_pool,
             pids_max=settings.limits.pids_max,
             nofile=settings.limits.nofile,

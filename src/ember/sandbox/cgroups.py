@@ -17,6 +17,18 @@ FULL_CORE_MB = 1769  # Lambda: 1769 MB of memory buys one vCPU
 CPU_PERIOD_US = 100_000
 
 
+INIT_SHARES = 1024  # a full share while the runtime initialises
+
+
+def cpu_shares(memory_mb: int) -> int:
+    return max(2, 1024 * memory_mb // FULL_CORE_MB)
+
+
+def _weight(shares: int) -> int:
+    """cgroup v2's cpu.weight (1..10000, default 100) for a v1 cpu.shares (2..262144, 1024)."""
+    return max(1, min(10000, 1 + (shares - 2) * 9999 // 262142))
+
+
 def cpu_quota_us(memory_mb: int) -> int:
     return max(1000, CPU_PERIOD_US * memory_mb // FULL_CORE_MB)
 
@@ -28,10 +40,11 @@ class Cgroup(Protocol):
         """Files a process writes its pid to, to join this cgroup."""
 
     def configure(self, memory_mb: int) -> None:
-        """Memory limit and CPU share for the function that claims the sandbox."""
+        """Memory limit for the function that claims the sandbox; CPU at a full share for init."""
 
     def limit_cpu(self) -> None:
-        """Apply the CPU quota (after init, so start-up runs at full speed, as Lambda's does)."""
+        """The CPU share and quota the memory size buys (after init, so start-up runs at full
+        speed, as Lambda's does)."""
 
     def freeze(self) -> None: ...
 
@@ -135,13 +148,14 @@ class V1Cgroup:
     def configure(self, memory_mb: int) -> None:
         # memory.memsw is left alone: without swap it only slows the OOM killer down.
         _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
-        _write(self.dirs["cpu"] / "cpu.shares", str(max(2, 1024 * memory_mb // FULL_CORE_MB)))
+        _write(self.dirs["cpu"] / "cpu.shares", str(INIT_SHARES))
         self.memory_mb = memory_mb
 
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
     def limit_cpu(self) -> None:
+        _write(self.dirs["cpu"] / "cpu.shares", str(cpu_shares(self.memory_mb)))
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(self.memory_mb)))
 
@@ -230,14 +244,13 @@ class V2Cgroup:
     def configure(self, memory_mb: int) -> None:
         self.memory_mb = memory_mb
         _write(self.path / "memory.max", str(memory_mb * 1024 * 1024))
-        # cpu.weight 1..10000 (default 100) stands for cpu.shares 2..262144 (default 1024).
-        shares = max(2, 1024 * memory_mb // FULL_CORE_MB)
-        _write(self.path / "cpu.weight", str(max(1, min(10000, 1 + (shares - 2) * 9999 // 262142))))
+        _write(self.path / "cpu.weight", str(_weight(INIT_SHARES)))
 
     def procs_files(self) -> list[str]:
         return [str(self.path / "cgroup.procs")]
 
     def limit_cpu(self) -> None:
+        _write(self.path / "cpu.weight", str(_weight(cpu_shares(self.memory_mb))))
         _write(self.path / "cpu.max", f"{cpu_quota_us(self.memory_mb)} {CPU_PERIOD_US}")
 
     def freeze(self) -> None:

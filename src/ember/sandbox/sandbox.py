@@ -35,6 +35,8 @@ RUNTIMES_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 SANDBOX_UID = 993  # an unprivileged uid owned by nothing on the host
 SANDBOX_GID = 993
 BLANK_MEMORY_MB = 256  # a blank's limit until it is claimed
+HANDOVER_TIMEOUT_S = 10.0  # a blank that has not sent its listener by then is broken
+REFILL_DELAY_S = 0.05  # how long after a claim the pool starts building its replacement
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class Sandbox:
     cgroup: Cgroup
     channel: socket.socket  # the platform's end of the instance socket
     log_fd: int  # read end of the sandbox's stdout/stderr pipe
+    api_listener: socket.socket | None = None  # listening inside the sandbox's network namespace
     destroyed: bool = False
 
     def alive(self) -> bool:
@@ -81,6 +84,9 @@ class Sandbox:
             self.cgroup.remove()
         with contextlib.suppress(OSError):
             self.channel.close()
+        if self.api_listener is not None:
+            with contextlib.suppress(OSError):
+                self.api_listener.close()
 
     def discard_unclaimed(self) -> None:
         self.destroy()
@@ -97,6 +103,7 @@ class SandboxManager:
         pids_max: int = 1024,
         nofile: int = 1024,
         isolate_network: bool = True,
+        api_port: int | None = None,
         driver: CgroupDriver | None = None,
     ) -> None:
         self.work_dir = work_dir
@@ -108,6 +115,7 @@ class SandboxManager:
         self.pids_max = pids_max
         self.nofile = nofile
         self.isolate_network = isolate_network
+        self.api_port = api_port  # sandboxes get a listener for 127.0.0.1:<api_port> inside
         # One cgroup subtree per data directory: several servers can share a host.
         tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
         self.driver = driver or detect(f"ember-{tag}")
@@ -177,10 +185,14 @@ class SandboxManager:
         task = self._refills.get(interpreter)
         if self.pool_size > 0 and (task is None or task.done()):
             self._refills[interpreter] = asyncio.get_running_loop().create_task(
-                self._refill(interpreter)
+                self._refill(interpreter, delay=REFILL_DELAY_S)
             )
 
-    async def _refill(self, interpreter: Interpreter) -> None:
+    async def _refill(self, interpreter: Interpreter, delay: float = 0.0) -> None:
+        if delay:
+            # Let the sandbox just claimed initialise first: building a blank (fork, mounts)
+            # competes with it for the same two cores.
+            await asyncio.sleep(delay)
         blanks = self._blanks.setdefault(interpreter, [])
         while len(blanks) < self.pool_size:
             try:
@@ -206,10 +218,11 @@ class SandboxManager:
             "gid": SANDBOX_GID,
             "nofile": self.nofile,
             "isolate_network": self.isolate_network,
+            "api_port": self.api_port,
         }
         try:
-            pid = await asyncio.to_thread(
-                self.zygote(interpreter).spawn, request, sandbox_end.fileno(), log_w
+            pid, listener = await asyncio.to_thread(
+                self._spawn, interpreter, request, platform_end, sandbox_end.fileno(), log_w
             )
         except BaseException:
             platform_end.close()
@@ -222,7 +235,29 @@ class SandboxManager:
             sandbox_end.close()
             close_quietly(log_w)
         self.created += 1
-        return Sandbox(sandbox_id, pid, cgroup, platform_end, log_r)
+        return Sandbox(sandbox_id, pid, cgroup, platform_end, log_r, listener)
+
+    def _spawn(
+        self,
+        interpreter: Interpreter,
+        request: dict[str, Any],
+        platform_end: socket.socket,
+        sandbox_fd: int,
+        log_w: int,
+    ) -> tuple[int, socket.socket | None]:
+        """Fork a blank (blocking; run in a thread) and take the first thing it sends: its API
+        listener, or word that it has none."""
+        pid = self.zygote(interpreter).spawn(request, sandbox_fd, log_w)
+        platform_end.settimeout(HANDOVER_TIMEOUT_S)
+        try:
+            message, fds, _, _ = socket.recv_fds(platform_end, 1, 1)
+        finally:
+            platform_end.settimeout(None)
+        if message not in (b"L", b"-") or (message == b"L") != bool(fds):
+            for fd in fds:
+                close_quietly(fd)
+            raise OSError(f"blank sandbox {pid} did not hand over its API listener")
+        return pid, socket.socket(fileno=fds[0]) if fds else None
 
     async def stop(self) -> None:
         for task in self._refills.values():

@@ -266,6 +266,7 @@ class Instance:
         self.invocations = 0
         self.frozen = False
         self._freeze_timer: asyncio.TimerHandle | None = None
+        self.api_server: asyncio.Server | None = None  # relays the sandbox's 127.0.0.1:<port>
         self._channel: FrameChannel | None = None
         self._logs: LogCollector | None = None
         self._log_transport: asyncio.ReadTransport | None = None
@@ -454,6 +455,8 @@ class Instance:
             self._channel.transport.close()
         if self._log_transport is not None:
             self._log_transport.close()
+        if self.api_server is not None:
+            self.api_server.close()
         self.sandbox.destroy()
 
 

@@ -24,11 +24,11 @@ from ember.functions.model import LATEST, FunctionRecord
 from ember.runtime_catalog import Runtime
 from ember.sandbox.sandbox import Interpreter, SandboxManager, SandboxSpec
 from ember.settings import Settings
+from ember.worker import api_relay
 from ember.worker.instance import Instance, Outcome
 
 log = logging.getLogger(__name__)
 
-API_SOCKET_IN_SANDBOX = "/var/runtime/ember.sock"
 ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"
 
@@ -237,8 +237,6 @@ class WorkerPool:
                 "memory_mb": record.memory_size,
                 "log_group": record.effective_log_group,
                 "log_stream": stream,
-                "api_socket": API_SOCKET_IN_SANDBOX if self.api_socket else None,
-                "api_port": self.settings.port,
             },
         )
         started = time.monotonic()
@@ -247,6 +245,8 @@ class WorkerPool:
         instance = Instance(sandbox, marker, stream, self.settings.limits.sync_response_bytes)
         self.live.add(instance)
         try:
+            if sandbox.api_listener is not None and self.api_socket is not None:
+                instance.api_server = await api_relay.serve(sandbox.api_listener, self.api_socket)
             failure = await instance.start(timeout=max(10.0, float(record.timeout)))
         except BaseException:
             self._destroy(instance)

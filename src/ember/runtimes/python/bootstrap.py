@@ -33,11 +33,9 @@ import json
 import logging
 import os
 import re
-import selectors
 import socket
 import struct
 import sys
-import threading
 import time
 import traceback
 from types import TracebackType
@@ -369,71 +367,6 @@ def _marshal(result: Any) -> bytes:
     return text.encode()
 
 
-# -- the Ember API, reachable from inside the network namespace ----------------------------
-
-
-def _start_api_proxy(port: int, path: str) -> None:
-    """Relay 127.0.0.1:<port> inside the sandbox to Ember's API socket (bound in read-only)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(64)
-    threading.Thread(
-        target=_relay, args=(listener, path), name="ember-api-proxy", daemon=True
-    ).start()
-
-
-def _relay(listener: socket.socket, path: str) -> None:
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ, listener)
-    peers: dict[socket.socket, socket.socket] = {}
-
-    def drop(sock: socket.socket) -> None:
-        peers.pop(sock, None)
-        with contextlib.suppress(KeyError, ValueError):
-            sel.unregister(sock)
-        sock.close()
-
-    while True:
-        for key, _ in sel.select():
-            sock: socket.socket = key.data
-            if sock is listener:
-                try:
-                    client, _ = listener.accept()
-                except OSError:  # out of descriptors (the function's): retry shortly
-                    time.sleep(0.05)
-                    continue
-                try:
-                    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                except OSError:
-                    client.close()
-                    continue
-                try:
-                    upstream.connect(path)
-                except OSError:
-                    client.close()
-                    upstream.close()
-                    continue
-                peers[client], peers[upstream] = upstream, client
-                sel.register(client, selectors.EVENT_READ, client)
-                sel.register(upstream, selectors.EVENT_READ, upstream)
-                continue
-            try:
-                data = sock.recv(1 << 16)
-            except OSError:
-                data = b""
-            other = peers.get(sock)
-            if data and other is not None:
-                try:
-                    other.sendall(data)
-                    continue
-                except OSError:
-                    pass
-            drop(sock)
-            if other is not None:
-                drop(other)
-
-
 # -- the loop ------------------------------------------------------------------------------
 
 
@@ -450,8 +383,6 @@ def main(fd: int, spec: dict[str, Any]) -> None:
     _Output.install()
     channel = _Channel(fd)
     marker = spec["marker"].encode()
-    if spec.get("api_socket"):
-        _start_api_proxy(spec["api_port"], spec["api_socket"])
     sys.path[:0] = _python_path()
     if os.path.isdir(_SDK):  # the platform's boto3, last (a function's own boto3 wins)
         sys.path.append(_SDK)

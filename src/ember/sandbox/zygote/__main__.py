@@ -72,13 +72,26 @@ def _read_claim(fd: int) -> dict[str, Any]:
     return claim
 
 
+def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
+    """Send the API listener (or nothing) to the platform: the first message of every blank."""
+    channel = socket.socket(fileno=instance_fd)
+    try:
+        fds = [listener.fileno()] if listener is not None else []
+        socket.send_fds(channel, [b"L" if fds else b"-"], fds)
+    finally:
+        channel.detach()
+        if listener is not None:
+            listener.close()
+
+
 def _run_inner(
     spec: dict[str, Any], seccomp_bpf: bytes, runtime: Runtime, runtime_dir: str,
     instance_fd: int, log_fd: int,
 ) -> NoReturn:
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
-        jail.ready_blank(spec)
+        listener = jail.ready_blank(spec)
+        _hand_over(instance_fd, listener)
         claim = _read_claim(instance_fd)
         claimed_at = time.monotonic()  # CLOCK_MONOTONIC is host-wide: the platform compares
         jail.claim(claim["task_dir"], claim["tmp_mb"], claim.get("opt_dir"))

@@ -10,7 +10,8 @@ The order lives here and only here:
     3. private mount propagation; tmpfs root; read-only binds; /tmp tmpfs; /dev; pivot_root
     4. fork the inner child (PID 1 of the new namespace) and exit
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
-    5. mount /proc, hostname, loopback up; wait for a claim
+    5. mount /proc, hostname, loopback up, Ember's API listener (handed to the platform);
+       wait for a claim
     6. on claim: bind the function's code at /var/task and its layers at /opt, size /tmp,
        hide the other packages
     7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
@@ -251,12 +252,26 @@ def _loopback_up() -> None:
         sock.close()
 
 
-def ready_blank(spec: dict[str, Any]) -> None:
-    """Step 5: the inner child's part that needs no function (before it waits for a claim)."""
+def ready_blank(spec: dict[str, Any]) -> socket.socket | None:
+    """Step 5: the inner child's part that needs no function (before it waits for a claim).
+
+    Returns a socket listening on the sandbox's own 127.0.0.1:<api_port>, for the platform to
+    serve: it belongs to the sandbox's network namespace wherever its descriptor goes, so the
+    platform can relay what functions send there to Ember's API — with no thread in the sandbox.
+    """
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _check(_libc.sethostname(b"localhost", 9), "sethostname")
-    if spec.get("isolate_network", True):
-        _loopback_up()
+    if not spec.get("isolate_network", True):
+        return None
+    _loopback_up()
+    port = spec.get("api_port")
+    if not port:
+        return None
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(port)))
+    listener.listen(128)
+    return listener
 
 
 def claim(task_subdir: str, tmp_mb: int, opt_subdir: str | None = None) -> None:
