@@ -262,28 +262,58 @@ class Invoker:
         """
         try:
             acquire_ms, start_ms, end_ms = times
+            json_format = record.log_format == "JSON"
+            # SystemLogLevel WARN keeps only the reports of invocations that went wrong.
+            quiet = json_format and (record.system_log_level or "INFO").upper() == "WARN"
             events: list[tuple[int, str]] = []
+            init_ms = acquired.init_ms if acquired.cold else None
             if acquired.cold:
                 runtime = self.functions.runtimes[record.runtime]
-                events.append((acquire_ms, platform_lines.init_start(record.runtime, runtime.version, self.region)))
+                if not json_format:
+                    events.append((acquire_ms, platform_lines.init_start(record.runtime, runtime.version, self.region)))
+                elif not quiet:
+                    events.append(
+                        (
+                            acquire_ms,
+                            platform_lines.init_start_json(
+                                acquire_ms, record.runtime, runtime.version, self.region, record.name, record.version
+                            ),
+                        )
+                    )
                 if acquired.init_lines is not outcome.lines:
                     events.extend(acquired.init_lines)
-            events.append((start_ms, platform_lines.start(request_id, record.version)))
+            first = len(events)  # where this invocation's own lines begin (the tail's start)
+            if not json_format:
+                events.append((start_ms, platform_lines.start(request_id, record.version)))
+            elif not quiet:
+                events.append((start_ms, platform_lines.start_json(start_ms, request_id, record.version)))
             events.extend(outcome.lines)
-            events.append((end_ms, platform_lines.end(request_id)))
-            report = platform_lines.report(
-                request_id,
-                outcome.duration_ms,
-                record.memory_size,
-                outcome.max_memory_mb,
-                acquired.init_ms if acquired.cold else None,
-                outcome.status,
-                outcome.error_type,
-            )
-            events.append((end_ms, report))
+            if not json_format:
+                events.append((end_ms, platform_lines.end(request_id)))
+                report = platform_lines.report(
+                    request_id,
+                    outcome.duration_ms,
+                    record.memory_size,
+                    outcome.max_memory_mb,
+                    init_ms,
+                    outcome.status,
+                    outcome.error_type,
+                )
+                events.append((end_ms, report))
+            elif not quiet or outcome.status:
+                report = platform_lines.report_json(
+                    end_ms,
+                    request_id,
+                    outcome.duration_ms,
+                    record.memory_size,
+                    outcome.max_memory_mb,
+                    init_ms,
+                    outcome.status,
+                    outcome.error_type,
+                )
+                events.append((end_ms, report))
             seq = self.logs.emit(record.effective_log_group, stream, events)
-            start_index = next(i for i, e in enumerate(events) if e[1].startswith("START "))
-            return seq, [text for _, text in events[start_index:]]
+            return seq, [text for _, text in events[first:]]
         except Exception:
             log.exception("recording logs for %s failed", request_id)
             return 0, []

@@ -293,8 +293,9 @@ class WorkerPool:
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s.port}",
             }
         )
-        if record.log_format == "JSON" and record.application_log_level:
-            env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level
+        env["AWS_LAMBDA_LOG_FORMAT"] = record.log_format
+        if record.log_format == "JSON":
+            env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level or "INFO"
         return env
 
     async def reap_idle(self) -> int:

@@ -240,13 +240,45 @@ class _LambdaLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class _JsonFormatter(logging.Formatter):
+    """Lambda's JSON log format: one object per record (LoggingConfig.LogFormat = JSON)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "timestamp": _iso(record.created),
+            "level": record.levelname,
+            "message": record.getMessage(),
+            "logger": record.name,
+            "requestId": getattr(record, "aws_request_id", ""),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["errorType"] = record.exc_info[0].__name__
+            doc["errorMessage"] = str(record.exc_info[1])
+            doc["stackTrace"] = traceback.format_tb(record.exc_info[2])
+        return json.dumps(doc, default=str)
+
+
+def _iso(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".%03dZ" % (
+        int(seconds * 1000) % 1000
+    )
+
+
+def _json_logs() -> bool:
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").upper() == "JSON"
+
+
 def _install_logging() -> None:
     handler = _LambdaLogHandler()
-    formatter = logging.Formatter(
-        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
-        "%Y-%m-%dT%H:%M:%S",
-    )
-    formatter.converter = time.gmtime
+    formatter: logging.Formatter
+    if _json_logs():
+        formatter = _JsonFormatter()
+    else:
+        formatter = logging.Formatter(
+            "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+            "%Y-%m-%dT%H:%M:%S",
+        )
+        formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(_RequestIdFilter())
     root = logging.getLogger()
@@ -322,7 +354,23 @@ def _error_document(
 
 
 def _log_error(doc: ErrorDocument) -> None:
-    """`[ERROR] Type: message` and the traceback, as one log event (lines joined by \\r)."""
+    """`[ERROR] Type: message` and the traceback, as one log event (lines joined by \\r);
+    in the JSON log format, one JSON object."""
+    if _json_logs():
+        _Output.write_line(
+            json.dumps(
+                {
+                    "timestamp": _iso(time.time()),
+                    "level": "ERROR",
+                    "message": doc["errorMessage"],
+                    "errorType": doc["errorType"],
+                    "errorMessage": doc["errorMessage"],
+                    "stackTrace": doc["stackTrace"],
+                    "requestId": doc["requestId"],
+                }
+            )
+        )
+        return
     description = "[ERROR]"
     if doc["errorType"]:
         description += " " + doc["errorType"]
