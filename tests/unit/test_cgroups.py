@@ -108,15 +108,16 @@ def test_create_writes_the_limits(driver: V1Driver) -> None:
     assert read(memory / "memory.limit_in_bytes") == str(256 * 1024 * 1024)
     assert read(memory / "memory.swappiness") == "0"
     assert read(group.dirs["pids"] / "pids.max") == "64"
-    assert read(group.dirs["cpu"] / "cpu.shares") == str(1024 * 256 // FULL_CORE_MB)
+    assert read(group.dirs["cpu"] / "cpu.shares") == "1024"  # a full share until init is over
     assert group.procs_files() == [
         str(ROOT / c / driver.parent / "limits" / "cgroup.procs") for c in V1Cgroup.CONTROLLERS
     ]
-    # A claim re-sizes the group; the CPU quota comes after the function's init.
+    # A claim re-sizes the group; the CPU share and quota the memory buys come after init.
     group.configure(1769)
     assert read(memory / "memory.limit_in_bytes") == str(1769 * 1024 * 1024)
     assert read(group.dirs["cpu"] / "cpu.shares") == "1024"
     group.limit_cpu()
+    assert read(group.dirs["cpu"] / "cpu.shares") == str(1024 * 1769 // FULL_CORE_MB)
     assert read(group.dirs["cpu"] / "cpu.cfs_period_us") == str(CPU_PERIOD_US)
     assert read(group.dirs["cpu"] / "cpu.cfs_quota_us") == str(cpu_quota_us(1769))
     assert cpu_quota_us(1769) == CPU_PERIOD_US  # 1769 MB buys one full core
