@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ember.cli.usage import fetch
+from ember.cli.client import get_json
 
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -37,7 +37,7 @@ def metrics(name: str, version: str | None, minutes: int, all_rows: bool, endpoi
     query: dict[str, Any] = {"function": name, "minutes": minutes}
     if version:
         query["version"] = version
-    rows: list[dict[str, Any]] = fetch(endpoint, "/_ember/metrics", query)["rows"]
+    rows: list[dict[str, Any]] = get_json(endpoint, "/_ember/metrics", query)["rows"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

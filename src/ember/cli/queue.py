@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import click
+
+from ember.cli.client import get_json
 
 
 def _age(seconds: float) -> str:
@@ -21,11 +22,7 @@ def _age(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
 def queue(endpoint: str, as_json: bool) -> None:
     """Queued events, oldest age, in-flight, retries and failures per function."""
-    try:
-        with urllib.request.urlopen(endpoint.rstrip("/") + "/_ember/async", timeout=10) as response:
-            table = json.load(response)
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Ember at {endpoint}: {exc}") from None
+    table = get_json(endpoint, "/_ember/async")
     if as_json:
         click.echo(json.dumps(table, indent=2))
         return

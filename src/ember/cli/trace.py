@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 import click
 
+from ember.cli.client import get_json
+
 BAR_WIDTH = 20
-
-
-def _get(endpoint: str, path: str) -> Any:
-    url = endpoint.rstrip("/") + path
-    try:
-        with urllib.request.urlopen(url, timeout=30) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc).get("message", str(exc))
-        except ValueError:
-            message = str(exc)
-        raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Ember at {endpoint}: {exc}") from None
 
 
 def _ms(value: float) -> str:
@@ -125,7 +110,7 @@ def trace(trace_id: str | None, function: str | None, last: bool, limit: int, as
         query = {"limit": str(1 if last else limit)}
         if function:
             query["function"] = function
-        found = _get(endpoint, "/_ember/traces?" + urllib.parse.urlencode(query))["traces"]
+        found = get_json(endpoint, "/_ember/traces?" + urllib.parse.urlencode(query))["traces"]
         if not found:
             raise click.ClickException(
                 f"no traces of {function} are stored" if function else "no traces are stored"
@@ -137,7 +122,7 @@ def trace(trace_id: str | None, function: str | None, last: bool, limit: int, as
                 _recent_table(found)
             return
         trace_id = found[0]["traceId"]
-    document = _get(endpoint, "/_ember/traces/" + urllib.parse.quote(trace_id, safe=""))
+    document = get_json(endpoint, "/_ember/traces/" + urllib.parse.quote(trace_id, safe=""))
     if as_json:
         click.echo(json.dumps(document, indent=2))
     else:

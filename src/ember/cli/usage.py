@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import click
+
+from ember.cli.client import get_json
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -41,21 +40,6 @@ class Prices:
         return billable_requests / 1e6 * self.per_million_requests + billable_gb_s * self.per_gb_second
 
 
-def fetch(endpoint: str, path: str, query: dict[str, Any]) -> Any:
-    url = endpoint.rstrip("/") + path + "?" + urllib.parse.urlencode(query)
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc).get("message", str(exc))
-        except ValueError:
-            message = str(exc)
-        raise click.ClickException(message) from None
-    except OSError as exc:
-        raise click.ClickException(f"cannot reach Ember at {endpoint}: {exc}") from None
-
-
 def _price(value: float) -> str:
     return f"{value:.10f}".rstrip("0").rstrip(".")
 
@@ -81,7 +65,7 @@ def usage(since: str, by: str, endpoint: str, request_price: float, gb_second_pr
     the free tier; the total applies the free tier once, as a monthly bill does.
     """
     prices = Prices(request_price, gb_second_price, free_requests, free_gb_seconds)
-    answer = fetch(endpoint, "/_ember/usage", {"since": parse_duration(since), "by": by})
+    answer = get_json(endpoint, "/_ember/usage", {"since": parse_duration(since), "by": by})
     rows: list[dict[str, Any]] = answer["rows"]
     for row in rows:
         row["cost"] = prices.gross(row["requests"], row["gb_seconds"])

@@ -119,9 +119,21 @@ class Invoker:
                 log.exception("invocation hook %r failed", hook)
 
     def _report_throttle(self, record: FunctionRecord, request: InvokeRequest, received: float) -> None:
+        self._notify_unrun(record, request, request.request_id or "", received, "throttle", None)
+
+    def _notify_unrun(
+        self,
+        record: FunctionRecord,
+        request: InvokeRequest,
+        request_id: str,
+        received: float,
+        outcome: str,
+        error_type: str | None,
+    ) -> None:
+        """Report an invocation that never ran (throttled, or the platform failed it)."""
         self._notify(
             InvocationReport(
-                request_id=request.request_id or "",
+                request_id=request_id,
                 function=record.name,
                 version=record.version,
                 memory_mb=record.memory_size,
@@ -135,8 +147,8 @@ class Invoker:
                 billed_ms=0,
                 max_memory_mb=0,
                 cold=False,
-                outcome="throttle",
-                error_type=None,
+                outcome=outcome,
+                error_type=error_type,
             )
         )
 
@@ -225,26 +237,7 @@ class Invoker:
     def _notify_fault(
         self, record: FunctionRecord, request: InvokeRequest, request_id: str, received: float
     ) -> None:
-        self._notify(
-            InvocationReport(
-                request_id=request_id,
-                function=record.name,
-                version=record.version,
-                memory_mb=record.memory_size,
-                invocation_type=request.invocation_type,
-                trace_id=request.trace_id,
-                received=received,
-                queue_wait_ms=None,
-                acquire_ms=0.0,
-                init_ms=None,
-                duration_ms=0.0,
-                billed_ms=0,
-                max_memory_mb=0,
-                cold=False,
-                outcome="fault",
-                error_type="ServiceException",
-            )
-        )
+        self._notify_unrun(record, request, request_id, received, "fault", "ServiceException")
 
     def _record_logs(
         self,
