@@ -149,7 +149,10 @@ def test_retention_sweep(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> No
     assert group is not None and group.retention_days is None
 
 
-def test_a_failing_write_is_dropped_never_raised(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_write_is_dropped_never_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The in-process writer (used when the writer process is unavailable) drops, never raises.
+    store = LogStore(tmp_path / "logs.sqlite3", flush_interval=0.001, writer_process=False)
+
     def broken(batches: object) -> None:
         raise RuntimeError("disk on fire")
 
@@ -157,3 +160,14 @@ def test_a_failing_write_is_dropped_never_raised(store: LogStore, monkeypatch: p
     store.emit(GROUP, "s", [(T0, "lost")])
     assert store.flush()
     assert store.dropped == 1
+    store.close()
+
+
+def test_batches_survive_the_writer_process_dying(store: LogStore) -> None:
+    """Batches the writer process never acknowledged are written in-process instead."""
+    assert store._child is not None
+    store._child.kill()
+    store._child.wait()
+    store.emit(GROUP, "s", [(T0, "after the writer died")])
+    assert store.flush()
+    assert [e.message for e in store.events(GROUP)] == ["after the writer died"]

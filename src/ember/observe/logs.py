@@ -1,7 +1,8 @@
 """Function logs: CloudWatch-shaped groups, streams and events in their own SQLite file.
 
-Writes never touch the invocation path: `emit` appends to an in-memory queue and a writer
-thread commits batches. A failing write is counted and dropped, never raised to a caller.
+Writes never touch the invocation path: `emit` appends to an in-memory queue; a thread batches
+it and hands the batches to the writer process (`log_writer.py`), which commits them and
+acknowledges. A failing write is counted and dropped, never raised to a caller.
 Reads use their own connections (WAL lets them run beside the writer), so a long search never
 holds up ingestion. Events are read in (timestamp, id) order, as CloudWatch Logs returns them;
 a `Position` — the (timestamp, id) of an event — is where a page of reading stops and the next
@@ -13,20 +14,28 @@ This module knows storage and search, not AWS wire shapes (those are api/logs_ap
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
 import sqlite3
+import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 from ember.observe.filter_pattern import FilterPattern, Prefilter
 from ember.store.sqlite import connect, migrate
 
 log = logging.getLogger(__name__)
+
+_FRAME = struct.Struct("!I")  # the length of each JSON frame sent to the writer process
 
 MAX_EVENT_BYTES = 256 * 1024  # CloudWatch's per-event limit
 EVENT_OVERHEAD = 26  # bytes CloudWatch counts per event on top of its message
@@ -94,8 +103,59 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
+    """Store batches of events in one transaction (the writer process's and put()'s work)."""
+    now = _now_ms()
+    rows = []
+    streams: dict[tuple[str, str], tuple[int, int]] = {}
+    group_bytes: dict[str, int] = {}
+    for _, group, stream, events in batches:
+        size = 0
+        for ts, message in events:
+            text = message[:MAX_EVENT_BYTES]
+            size += _size(text)
+            rows.append((group, stream, ts, now, text))
+        group_bytes[group] = group_bytes.get(group, 0) + size
+        first, last = min(e[0] for e in events), max(e[0] for e in events)
+        if (group, stream) in streams:
+            old_first, old_last = streams[(group, stream)]
+            first, last = min(first, old_first), max(last, old_last)
+        streams[(group, stream)] = (first, last)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for group, size in group_bytes.items():
+            conn.execute(
+                "INSERT INTO log_groups (name, created, stored_bytes) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET stored_bytes = stored_bytes + excluded.stored_bytes",
+                (group, now, size),
+            )
+        for (group, stream), (first, last) in streams.items():
+            conn.execute(
+                "INSERT INTO log_streams (log_group, name, created, first_event, last_event,"
+                " last_ingestion) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (log_group, name) DO"
+                " UPDATE SET first_event = MIN(COALESCE(first_event, excluded.first_event),"
+                " excluded.first_event), last_event = MAX(COALESCE(last_event, 0),"
+                " excluded.last_event), last_ingestion = excluded.last_ingestion",
+                (group, stream, now, first, last, now),
+            )
+        conn.executemany(
+            "INSERT INTO log_events (log_group, log_stream, timestamp, ingestion, message)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 class LogStore:
-    def __init__(self, path: Path, flush_interval: float = 0.02) -> None:
+    """Log storage. Inserts happen in a writer process (`observe/log_writer.py`) so that their
+    Python work never competes with the event loop for the GIL; if that process cannot be
+    started or dies, this process writes them itself (nothing sent is lost: batches not yet
+    acknowledged are written again here)."""
+
+    def __init__(self, path: Path, flush_interval: float = 0.02, writer_process: bool = True) -> None:
         self._path = path
         self._conn = connect(path)
         self._lock = threading.Lock()
@@ -116,8 +176,28 @@ class LogStore:
         self._waiters_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
+        self._unacked: collections.deque[tuple[int, list[Batch]]] = collections.deque()
+        self._child: subprocess.Popen[bytes] | None = None
+        self._acker: threading.Thread | None = None
+        self._closing = False
+        if writer_process:
+            self._start_child()
         self._writer = threading.Thread(target=self._run, name="ember-log-writer", daemon=True)
         self._writer.start()
+
+    def _start_child(self) -> None:
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "ember.observe.log_writer", str(self._path)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                close_fds=True,
+            )
+        except OSError:
+            log.exception("could not start the log writer process; writing logs in-process")
+            return
+        self._acker = threading.Thread(target=self._acks, name="ember-log-acks", daemon=True)
+        self._acker.start()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -126,10 +206,12 @@ class LogStore:
         to pass to `stored()`."""
         if not events:
             return self._seq
-        self._idle.clear()
-        self._seq += 1
-        self._queue.put((self._seq, log_group, log_stream, events))
-        return self._seq
+        with self._waiters_lock:
+            self._seq += 1
+            seq = self._seq
+            self._idle.clear()
+        self._queue.put((seq, log_group, log_stream, events))
+        return seq
 
     async def stored(self, seq: int) -> None:
         """Wait until the batch numbered `seq` (and every earlier one) has been written."""
@@ -146,6 +228,8 @@ class LogStore:
     def _mark_stored(self, seq: int) -> None:
         with self._waiters_lock:
             self._stored_seq = max(self._stored_seq, seq)
+            if self._stored_seq >= self._seq:
+                self._idle.set()
             due = [w for w in self._waiters if w[0] <= self._stored_seq]
             self._waiters = [w for w in self._waiters if w[0] > self._stored_seq]
         for _, loop, future in due:
@@ -176,62 +260,60 @@ class LogStore:
                     stop = True
                     break
                 batches.append(item)
-            try:
-                self._write(batches)
-            except Exception:
-                self.dropped += sum(len(b[3]) for b in batches)
-                log.exception("dropping %d log batches", len(batches))
-            self._mark_stored(max(b[0] for b in batches))
-            if self._queue.empty():
-                self._idle.set()
+            self._deliver(batches)
             if stop:
                 return
 
-    def _write(self, batches: list[Batch]) -> None:
-        now = _now_ms()
-        rows = []
-        streams: dict[tuple[str, str], tuple[int, int]] = {}
-        group_bytes: dict[str, int] = {}
-        for _, group, stream, events in batches:
-            size = 0
-            for ts, message in events:
-                text = message[:MAX_EVENT_BYTES]
-                size += _size(text)
-                rows.append((group, stream, ts, now, text))
-            group_bytes[group] = group_bytes.get(group, 0) + size
-            first, last = min(e[0] for e in events), max(e[0] for e in events)
-            if (group, stream) in streams:
-                old_first, old_last = streams[(group, stream)]
-                first, last = min(first, old_first), max(last, old_last)
-            streams[(group, stream)] = (first, last)
-        with self._lock:
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
+    def _deliver(self, batches: list[Batch]) -> None:
+        """Hand batches to the writer process, or write them here if there is none."""
+        child = self._child
+        if child is not None and child.stdin is not None:
+            data = orjson.dumps(batches)
+            with self._waiters_lock:
+                self._unacked.append((max(b[0] for b in batches), batches))
             try:
-                for group, size in group_bytes.items():
-                    c.execute(
-                        "INSERT INTO log_groups (name, created, stored_bytes) VALUES (?, ?, ?)"
-                        " ON CONFLICT (name) DO UPDATE SET stored_bytes = stored_bytes + excluded.stored_bytes",
-                        (group, now, size),
-                    )
-                for (group, stream), (first, last) in streams.items():
-                    c.execute(
-                        "INSERT INTO log_streams (log_group, name, created, first_event, last_event,"
-                        " last_ingestion) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (log_group, name) DO"
-                        " UPDATE SET first_event = MIN(COALESCE(first_event, excluded.first_event),"
-                        " excluded.first_event), last_event = MAX(COALESCE(last_event, 0),"
-                        " excluded.last_event), last_ingestion = excluded.last_ingestion",
-                        (group, stream, now, first, last, now),
-                    )
-                c.executemany(
-                    "INSERT INTO log_events (log_group, log_stream, timestamp, ingestion, message)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+                child.stdin.write(_FRAME.pack(len(data)) + data)
+                child.stdin.flush()
+                return
+            except (OSError, ValueError):
+                log.exception("the log writer process went away; writing logs in-process")
+                self._child_lost()
+                return
+        self._write_here(batches)
+
+    def _write_here(self, batches: list[Batch]) -> None:
+        try:
+            self._write(batches)
+        except Exception:
+            self.dropped += sum(len(b[3]) for b in batches)
+            log.exception("dropping %d log batches", len(batches))
+        self._mark_stored(max(b[0] for b in batches))
+
+    def _acks(self) -> None:
+        """Read the writer process's acknowledgements; rescue its backlog if it dies."""
+        child = self._child
+        assert child is not None and child.stdout is not None
+        for line in child.stdout:
+            seq = int(line)
+            with self._waiters_lock:
+                while self._unacked and self._unacked[0][0] <= seq:
+                    self._unacked.popleft()
+            self._mark_stored(seq)
+        if not self._closing:
+            log.error("the log writer process exited; writing logs in-process")
+            self._child_lost()
+
+    def _child_lost(self) -> None:
+        with self._waiters_lock:
+            self._child = None
+            backlog = [batches for _, batches in self._unacked]
+            self._unacked.clear()
+        for batches in backlog:
+            self._write_here(batches)
+
+    def _write(self, batches: list[Batch]) -> None:
+        with self._lock:
+            write_batches(self._conn, batches)
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -251,6 +333,18 @@ class LogStore:
     def close(self) -> None:
         self._queue.put(None)
         self._writer.join(timeout=10)
+        child = self._child
+        if child is not None and child.stdin is not None:
+            self._closing = True
+            with contextlib.suppress(OSError):
+                child.stdin.close()  # the writer finishes what it has, acknowledges, exits
+            if self._acker is not None:
+                self._acker.join(timeout=10)
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         with self._lock:
             self._conn.close()
         with self._readers_lock:
