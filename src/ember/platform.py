@@ -24,6 +24,7 @@ from ember.functions.versions import VersionService
 from ember.observe.logs import LogStore
 from ember.observe.metrics import Metrics
 from ember.observe.series import MinuteSeries, SeriesFile
+from ember.observe.store_writer import StoreWriter
 from ember.observe.traces import TraceRecorder
 from ember.runtime_catalog import Runtime, discover
 from ember.sandbox.sandbox import SandboxManager
@@ -65,7 +66,11 @@ class Platform:
         self.packages = PackageStore(settings.code_dir, settings.limits)
         self.runtimes = discover() if runtimes is None else runtimes
         self.functions = FunctionService(settings, self.store, self.packages, self.runtimes)
-        self.logs = LogStore(settings.data_dir / "logs.sqlite3")
+        # Log and trace rows are stored by a writer process, off the event loop's GIL.
+        self.store_writer = StoreWriter(
+            {"logs": settings.data_dir / "logs.sqlite3", "traces": settings.data_dir / "traces.sqlite3"}
+        )
+        self.logs = LogStore(settings.data_dir / "logs.sqlite3", writer=self.store_writer)
         self.api_socket = settings.data_dir / "api.sock"
         self.api_listener = _unix_listener(self.api_socket)
         self.sandboxes = SandboxManager(
@@ -89,7 +94,10 @@ class Platform:
             ConcurrencyLimiter(settings.limits.account_concurrency, settings.limits.min_unreserved_concurrency),
             settings.region,
         )
-        self.traces = TraceRecorder(settings.data_dir / "traces.sqlite3", settings.otlp_endpoint)
+        self.traces = TraceRecorder(
+            settings.data_dir / "traces.sqlite3", settings.otlp_endpoint, writer=self.store_writer
+        )
+        self.store_writer.start()  # after both stores have applied their migrations
         if settings.hooks:
             self.invoker.hooks.append(self.traces.record)
         self.versions = VersionService(self.functions, self.store)
@@ -164,6 +172,7 @@ class Platform:
             await self.metrics.stop()
         self.logs.close()
         self.traces.close()
+        self.store_writer.close()
         self.event_queue.close()
         self.store.close()
         self.api_listener.close()

@@ -165,9 +165,10 @@ def test_a_failing_write_is_dropped_never_raised(tmp_path: Path, monkeypatch: py
 
 def test_batches_survive_the_writer_process_dying(store: LogStore) -> None:
     """Batches the writer process never acknowledged are written in-process instead."""
-    assert store._child is not None
-    store._child.kill()
-    store._child.wait()
+    writer = store._writer
+    assert writer is not None and writer._child is not None
+    writer._child.kill()
+    writer._child.wait()
     store.emit(GROUP, "s", [(T0, "after the writer died")])
     assert store.flush()
     assert [e.message for e in store.events(GROUP)] == ["after the writer died"]

@@ -1,8 +1,9 @@
 """Function logs: CloudWatch-shaped groups, streams and events in their own SQLite file.
 
 Writes never touch the invocation path: `emit` appends to an in-memory queue; a thread batches
-it and hands the batches to the writer process (`log_writer.py`), which commits them and
-acknowledges. A failing write is counted and dropped, never raised to a caller.
+it and hands the batches to the writer process, which commits them and
+acknowledges (`store_writer.py`; shared with traces when the platform builds it). A failing
+write is counted and dropped, never raised to a caller.
 Reads use their own connections (WAL lets them run beside the writer), so a long search never
 holds up ingestion. Events are read in (timestamp, id) order, as CloudWatch Logs returns them;
 a `Position` — the (timestamp, id) of an event — is where a page of reading stops and the next
@@ -14,28 +15,22 @@ This module knows storage and search, not AWS wire shapes (those are api/logs_ap
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import queue
 import sqlite3
-import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
-
 from ember.observe.filter_pattern import FilterPattern, Prefilter
+from ember.observe.store_writer import StoreWriter
 from ember.store.sqlite import connect, migrate
 
 log = logging.getLogger(__name__)
 
-_FRAME = struct.Struct("!I")  # the length of each JSON frame sent to the writer process
 
 MAX_EVENT_BYTES = 256 * 1024  # CloudWatch's per-event limit
 EVENT_OVERHEAD = 26  # bytes CloudWatch counts per event on top of its message
@@ -150,12 +145,18 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
 
 
 class LogStore:
-    """Log storage. Inserts happen in a writer process (`observe/log_writer.py`) so that their
+    """Log storage. Inserts happen in a writer process (`observe/store_writer.py`) so that their
     Python work never competes with the event loop for the GIL; if that process cannot be
     started or dies, this process writes them itself (nothing sent is lost: batches not yet
     acknowledged are written again here)."""
 
-    def __init__(self, path: Path, flush_interval: float = 0.02, writer_process: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        flush_interval: float = 0.02,
+        writer: StoreWriter | None = None,
+        writer_process: bool = True,
+    ) -> None:
         self._path = path
         self._conn = connect(path)
         self._lock = threading.Lock()
@@ -176,28 +177,17 @@ class LogStore:
         self._waiters_lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
-        self._unacked: collections.deque[tuple[int, list[Batch]]] = collections.deque()
-        self._child: subprocess.Popen[bytes] | None = None
-        self._acker: threading.Thread | None = None
-        self._closing = False
-        if writer_process:
-            self._start_child()
-        self._writer = threading.Thread(target=self._run, name="ember-log-writer", daemon=True)
-        self._writer.start()
-
-    def _start_child(self) -> None:
-        try:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "ember.observe.log_writer", str(self._path)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                close_fds=True,
-            )
-        except OSError:
-            log.exception("could not start the log writer process; writing logs in-process")
-            return
-        self._acker = threading.Thread(target=self._acks, name="ember-log-acks", daemon=True)
-        self._acker.start()
+        self._writer = writer
+        self._own_writer = False
+        if writer is None and writer_process:
+            self._writer = StoreWriter({"logs": path})
+            self._own_writer = self._writer.start()
+            if not self._own_writer:
+                self._writer = None
+        if self._writer is not None:
+            self._writer.register("logs", self._mark_stored, self._write_here)
+        self._thread = threading.Thread(target=self._run, name="ember-log-batcher", daemon=True)
+        self._thread.start()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -265,21 +255,10 @@ class LogStore:
                 return
 
     def _deliver(self, batches: list[Batch]) -> None:
-        """Hand batches to the writer process, or write them here if there is none."""
-        child = self._child
-        if child is not None and child.stdin is not None:
-            data = orjson.dumps(batches)
-            with self._waiters_lock:
-                self._unacked.append((max(b[0] for b in batches), batches))
-            try:
-                child.stdin.write(_FRAME.pack(len(data)) + data)
-                child.stdin.flush()
-                return
-            except (OSError, ValueError):
-                log.exception("the log writer process went away; writing logs in-process")
-                self._child_lost()
-                return
-        self._write_here(batches)
+        """Hand batches to the writer process, or store them here if there is none."""
+        seq = max(b[0] for b in batches)
+        if self._writer is None or not self._writer.send("logs", seq, batches):
+            self._write_here(batches)
 
     def _write_here(self, batches: list[Batch]) -> None:
         try:
@@ -288,28 +267,6 @@ class LogStore:
             self.dropped += sum(len(b[3]) for b in batches)
             log.exception("dropping %d log batches", len(batches))
         self._mark_stored(max(b[0] for b in batches))
-
-    def _acks(self) -> None:
-        """Read the writer process's acknowledgements; rescue its backlog if it dies."""
-        child = self._child
-        assert child is not None and child.stdout is not None
-        for line in child.stdout:
-            seq = int(line)
-            with self._waiters_lock:
-                while self._unacked and self._unacked[0][0] <= seq:
-                    self._unacked.popleft()
-            self._mark_stored(seq)
-        if not self._closing:
-            log.error("the log writer process exited; writing logs in-process")
-            self._child_lost()
-
-    def _child_lost(self) -> None:
-        with self._waiters_lock:
-            self._child = None
-            backlog = [batches for _, batches in self._unacked]
-            self._unacked.clear()
-        for batches in backlog:
-            self._write_here(batches)
 
     def _write(self, batches: list[Batch]) -> None:
         with self._lock:
@@ -332,19 +289,9 @@ class LogStore:
 
     def close(self) -> None:
         self._queue.put(None)
-        self._writer.join(timeout=10)
-        child = self._child
-        if child is not None and child.stdin is not None:
-            self._closing = True
-            with contextlib.suppress(OSError):
-                child.stdin.close()  # the writer finishes what it has, acknowledges, exits
-            if self._acker is not None:
-                self._acker.join(timeout=10)
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        self._thread.join(timeout=10)
+        if self._writer is not None and self._own_writer:
+            self._writer.close()
         with self._lock:
             self._conn.close()
         with self._readers_lock:

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from ember.dispatch.invoker import InvocationReport
 from ember.observe import trace_ids
+from ember.observe.store_writer import StoreWriter
 from ember.store.sqlite import connect, migrate
 
 log = logging.getLogger(__name__)
@@ -323,9 +324,17 @@ def otlp_configured(endpoint: str | None) -> bool:
 class TraceRecorder:
     """The invoker hook (`record`) and the thread that stores and exports what it collected."""
 
-    def __init__(self, path: Path, otlp_endpoint: str | None = None) -> None:
+    def __init__(self, path: Path, otlp_endpoint: str | None = None, writer: StoreWriter | None = None) -> None:
         self.store = TraceStore(path)
         self.otlp = _OtlpExport(otlp_endpoint) if otlp_configured(otlp_endpoint) else None
+        # Without an OTLP export, reports are turned into rows and stored by the writer
+        # process (off the event loop's GIL); with one, here, since the exporter needs the rows.
+        self._writer = writer if self.otlp is None else None
+        if self._writer is not None:
+            self._writer.register("traces", self._stored, self._store_here)
+        self._seq = 0
+        self._stored_seq = 0
+        self._stored_cond = threading.Condition()
         self._pending: collections.deque[InvocationReport] = collections.deque(maxlen=MAX_PENDING)
         self._drain_lock = threading.Lock()
         self._stop = threading.Event()
@@ -352,30 +361,51 @@ class TraceRecorder:
                 except Exception:
                     log.exception("pruning traces failed")
 
+    def _stored(self, seq: int) -> None:
+        with self._stored_cond:
+            self._stored_seq = max(self._stored_seq, seq)
+            self._stored_cond.notify_all()
+
     def flush(self) -> None:
         """Store (and hand to the exporter) everything recorded so far; never raises."""
         with self._drain_lock:
-            batch: list[Invocation] = []
+            reports: list[InvocationReport] = []
             pending = self._pending
             while pending:
-                try:
-                    row = invocation_of(pending.popleft())
-                except Exception:
-                    log.exception("could not build a trace from an invocation report")
-                    continue
-                if row is not None:
-                    batch.append(row)
-            if not batch:
+                reports.append(pending.popleft())
+            if not reports:
                 return
+            if self._writer is not None:
+                self._seq += 1
+                seq = self._seq
+                if self._writer.send("traces", seq, reports):
+                    with self._stored_cond:  # readers flush first: wait until it is stored
+                        self._stored_cond.wait_for(lambda: self._stored_seq >= seq, timeout=5)
+                    return
+            self._store_here(reports)
+
+    def _store_here(self, reports: list[InvocationReport]) -> None:
+        """Turn reports into rows, store them and export their spans, in this process."""
+        batch: list[Invocation] = []
+        for report in reports:
             try:
-                self.store.add(batch)
+                row = invocation_of(report)
             except Exception:
-                log.exception("storing %d traces failed", len(batch))
-            if self.otlp is not None:
-                try:
-                    self.otlp.export(span for inv in batch for span in spans_of(inv))
-                except Exception:
-                    log.exception("exporting %d traces failed", len(batch))
+                log.exception("could not build a trace from an invocation report")
+                continue
+            if row is not None:
+                batch.append(row)
+        if not batch:
+            return
+        try:
+            self.store.add(batch)
+        except Exception:
+            log.exception("storing %d traces failed", len(batch))
+        if self.otlp is not None:
+            try:
+                self.otlp.export(span for inv in batch for span in spans_of(inv))
+            except Exception:
+                log.exception("exporting %d traces failed", len(batch))
 
     def trace(self, trace_id: str) -> list[Span]:
         return [span for inv in self.store.invocations(trace_id) for span in spans_of(inv)]
