@@ -137,6 +137,9 @@ class Expiring:
     destination: str
     event: dict[str, Any]
     sent_at: float
+    blocked: str  # a function with reserved concurrency 0: its event can never start
+    blocked_destination: str
+    blocked_event: dict[str, Any]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,7 +156,18 @@ def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Expiring]:
         )
         event = {"order": "too-late", "id": str(uuid.uuid4())}
         send_event(lam, function, event)
-        yield Expiring(live, function, destination, event, time.monotonic())
+        blocked_destination = deploy(lam, RECORDER, "blocked-dest")
+        blocked = deploy(lam, ALWAYS_FAILS, "blocked")
+        lam.put_function_concurrency(FunctionName=blocked, ReservedConcurrentExecutions=0)
+        lam.put_function_event_invoke_config(
+            FunctionName=blocked,
+            MaximumEventAgeInSeconds=60,
+            DestinationConfig={"OnFailure": {"Destination": ACCOUNT_ARN + blocked_destination}},
+        )
+        blocked_event = {"order": "never-started", "id": str(uuid.uuid4())}
+        send_event(lam, blocked, blocked_event)
+        yield Expiring(live, function, destination, event, time.monotonic(),
+                       blocked, blocked_destination, blocked_event)
     finally:
         live.stop()
 
@@ -604,3 +618,17 @@ def test_event_older_than_its_maximum_age_goes_to_on_failure(expiring: Expiring)
     stats = function_stats(live, expiring.function)
     assert stats["expired"] == 1 and stats["failures"] == 0 and stats["succeeded"] == 0
     assert stats["retries"] == 1 and stats["queued"] == 0
+
+
+def test_an_event_that_can_never_start_still_expires(expiring: Expiring) -> None:
+    live = expiring.server
+    remaining = 150 - (time.monotonic() - expiring.sent_at)
+    [record] = wait_for_records(live, expiring.blocked_destination, timeout=max(remaining, 5))
+    context = record["requestContext"]
+    assert context["condition"] == "EventAgeExceeded"
+    assert context["approximateInvokeCount"] == 0  # reserved concurrency 0: it never ran
+    assert record["requestPayload"] == expiring.blocked_event
+    assert "responseContext" not in record
+    assert report_ids(log_messages(live.data_dir, expiring.blocked)) == []
+    stats = function_stats(live, expiring.blocked)
+    assert stats["expired"] == 1 and stats["queued"] == 0

@@ -34,6 +34,8 @@ from ember.functions.service import FunctionService
 log = logging.getLogger(__name__)
 
 THROTTLE_BACKOFF_S = 0.05
+EXPIRY_SWEEP_S = 1.0  # how often waiting events are checked for their maximum age
+MIN_EVENT_AGE_S = 60  # the smallest MaximumEventAgeInSeconds there is
 
 
 @dataclass
@@ -175,10 +177,14 @@ class AsyncDispatcher:
             attempt.cancel()
 
     async def _run(self) -> None:
+        swept_at = 0.0
         while True:
             now = time.time()
             while self.delayed and self.delayed[0][0] <= now:
                 self._make_ready(heapq.heappop(self.delayed)[2])
+            if now - swept_at >= EXPIRY_SWEEP_S:
+                swept_at = now
+                self._expire_waiting(now)
             blocked = 0  # functions in a row without capacity (their reservation is full)
             while self.turns and self.active < self.max_in_flight and blocked < len(self.turns):
                 function = self.turns[0]
@@ -203,6 +209,34 @@ class AsyncDispatcher:
                 timeout = min(timeout if timeout is not None else THROTTLE_BACKOFF_S, THROTTLE_BACKOFF_S)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _expire_waiting(self, now: float) -> None:
+        """Events that cannot start (their function has no capacity, e.g. a reservation of 0)
+        still expire on time: each function's oldest ready events are checked against their
+        MaximumEventAgeInSeconds and sent down the failure path."""
+        for function in list(self.ready):
+            ready = self.ready[function]
+            while ready and now - ready[0].enqueued_at > MIN_EVENT_AGE_S:
+                event = ready[0]
+                try:
+                    policy = self.configs.policy(event.function, event.qualifier)
+                except EmberError:
+                    policy = AsyncPolicy()
+                if now - event.enqueued_at <= policy.max_age_s:
+                    break
+                ready.popleft()
+                task = asyncio.get_running_loop().create_task(self._expire(event, policy))
+                self._attempts.add(task)
+                task.add_done_callback(self._attempts.discard)
+            if not ready:
+                del self.ready[function]
+                with contextlib.suppress(ValueError):
+                    self.turns.remove(function)
+
+    async def _expire(self, event: QueuedEvent, policy: AsyncPolicy) -> None:
+        payload = self.queue.payload(event.id)
+        if payload is not None:
+            await self._fail(event, policy, "EventAgeExceeded", payload, None)
 
     def _capacity(self, function: str) -> bool:
         """Room for `function` in the account's concurrency and its own reservation, counting
