@@ -49,11 +49,6 @@ class PreconditionFailed(EmberError):
     status = 412
 
 
-class RequestTooLarge(EmberError):
-    error_type = "RequestTooLargeException"
-    status = 413
-
-
 class RequestEntityTooLarge(EmberError):
     error_type = "RequestEntityTooLargeException"
     status = 413
@@ -62,11 +57,6 @@ class RequestEntityTooLarge(EmberError):
 class TooManyRequests(EmberError):
     error_type = "TooManyRequestsException"
     status = 429
-
-
-class UnsupportedMediaType(EmberError):
-    error_type = "UnsupportedMediaTypeException"
-    status = 415
 
 
 class NotImplementedOperation(EmberError):

@@ -16,7 +16,7 @@ from ember.store.sqlite import SqliteStore
 
 
 def service_for(tmp_path: Path, **settings: object) -> Iterator[FunctionService]:
-    config = Settings(data_dir=tmp_path / "data").replace(**settings)
+    config = Settings(data_dir=tmp_path / "data", **settings)
     config.data_dir.mkdir(parents=True)
     store = SqliteStore(config.db_path)
     try:

@@ -86,9 +86,6 @@ class FunctionUrlService:
         s = self.settings
         return f"http://{config.url_id}.lambda-url.{s.region}.localhost:{s.port}/"
 
-    def path_url(self, config: FunctionUrl) -> str:
-        return f"http://127.0.0.1:{self.settings.port}{PATH_PREFIX}{config.url_id}/"
-
     def arn(self, config: FunctionUrl) -> str:
         return self.functions.arn(config.function, config.qualifier or None)
 

@@ -60,12 +60,6 @@ def xray_root(trace_id: str) -> str:
     return f"1-{trace_id[:8]}-{trace_id[8:]}"
 
 
-def new_trace_id(now: float | None = None) -> str:
-    """A fresh trace id whose first 8 hex digits are the epoch seconds, as X-Ray requires."""
-    seconds = int(time.time() if now is None else now) & 0xFFFFFFFF
-    return f"{seconds:08x}{os.urandom(12).hex()}"
-
-
 def normalize_trace_id(text: str) -> str | None:
     """A trace id in either notation (X-Ray root, W3C 32 hex, or a whole header) → 32 hex."""
     text = text.strip().lower()
