@@ -53,6 +53,11 @@ class Settings:
     otlp_endpoint: str | None = None  # OTLP/HTTP traces (else OTEL_EXPORTER_OTLP_ENDPOINT, if set)
     limits: Limits = field(default_factory=Limits)
 
+    def __post_init__(self) -> None:
+        # Zygotes and sandboxes do not share the server's working directory: every path they
+        # are given must be absolute.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
+
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"

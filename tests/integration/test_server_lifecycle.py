@@ -92,3 +92,35 @@ def test_second_server_on_the_same_data_dir_is_refused(live: LiveServer) -> None
     assert live.process is not None and live.process.poll() is None
     assert get_json(live.endpoint + "/health")[0] == 200
     assert live.stop() == 0
+
+
+def test_the_default_data_dir_is_dot_ember_in_the_working_directory(tmp_path: Path) -> None:
+    """The Quick start's `./ember server`: no --data-dir, a relative ./.ember, a real invoke."""
+    import time
+
+    import boto3
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
+    env["EMBER_PORT"] = str(port)
+    process = subprocess.Popen([sys.executable, "-m", "ember", "server"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if get_json(f"http://127.0.0.1:{port}/health")[0] == 200:
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.05)
+        lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        create(lam, "hello", 'def handler(event, context):\n    return "Hello, " + event["username"]\n')
+        response = lam.invoke(FunctionName="hello", Payload=b'{"username": "Sally"}')
+        assert response["Payload"].read() == b'"Hello, Sally"'
+        assert "FunctionError" not in response
+        assert (tmp_path / ".ember" / "ember.sqlite3").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
