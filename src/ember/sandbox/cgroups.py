@@ -146,16 +146,21 @@ class V1Cgroup:
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
-        # memory.memsw is left alone: without swap it only slows the OOM killer down.
-        _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
-        _write(self.dirs["cpu"] / "cpu.shares", str(INIT_SHARES))
+        # Only what changes is written: a claim of a blank built with the same size writes
+        # nothing. memory.memsw is left alone: without swap it only slows the OOM killer down.
+        if getattr(self, "memory_mb", None) != memory_mb:
+            _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
+        if getattr(self, "shares", None) != INIT_SHARES:
+            _write(self.dirs["cpu"] / "cpu.shares", str(INIT_SHARES))
         self.memory_mb = memory_mb
+        self.shares = INIT_SHARES
 
     def procs_files(self) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs.values()]
 
     def limit_cpu(self) -> None:
-        _write(self.dirs["cpu"] / "cpu.shares", str(cpu_shares(self.memory_mb)))
+        self.shares = cpu_shares(self.memory_mb)
+        _write(self.dirs["cpu"] / "cpu.shares", str(self.shares))
         _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
         _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(self.memory_mb)))
 
@@ -242,15 +247,19 @@ class V2Cgroup:
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
+        if getattr(self, "memory_mb", None) != memory_mb:  # only what changes is written
+            _write(self.path / "memory.max", str(memory_mb * 1024 * 1024))
+        if getattr(self, "shares", None) != INIT_SHARES:
+            _write(self.path / "cpu.weight", str(_weight(INIT_SHARES)))
         self.memory_mb = memory_mb
-        _write(self.path / "memory.max", str(memory_mb * 1024 * 1024))
-        _write(self.path / "cpu.weight", str(_weight(INIT_SHARES)))
+        self.shares = INIT_SHARES
 
     def procs_files(self) -> list[str]:
         return [str(self.path / "cgroup.procs")]
 
     def limit_cpu(self) -> None:
-        _write(self.path / "cpu.weight", str(_weight(cpu_shares(self.memory_mb))))
+        self.shares = cpu_shares(self.memory_mb)
+        _write(self.path / "cpu.weight", str(_weight(self.shares)))
         _write(self.path / "cpu.max", f"{cpu_quota_us(self.memory_mb)} {CPU_PERIOD_US}")
 
     def freeze(self) -> None:

@@ -34,7 +34,7 @@ RUNTIMES_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 
 SANDBOX_UID = 993  # an unprivileged uid owned by nothing on the host
 SANDBOX_GID = 993
-BLANK_MEMORY_MB = 256  # a blank's limit until it is claimed
+BLANK_MEMORY_MB = 128  # a blank's limit until claimed: Lambda's default, so most claims keep it
 HANDOVER_TIMEOUT_S = 10.0  # a blank that has not sent its listener by then is broken
 REFILL_DELAY_S = 0.05  # how long after a claim the pool starts building its replacement
 
