@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ember.api.lambda_api import decode_marker, encode_marker, operation
+from ember.api.lambda_api import operation, page_after
 from ember.functions.event_configs import EventConfig
 from ember.platform import Platform
 
@@ -44,13 +44,10 @@ async def delete(platform: Platform, request: Request, params: dict[str, Any]) -
 
 @operation("ListFunctionEventInvokeConfigs")
 async def list_configs(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    configs = platform.event_configs.list(params["FunctionName"])
-    after = decode_marker(params.get("Marker"))
-    if after is not None:
-        configs = [c for c in configs if c.qualifier > after]
-    limit = int(params.get("MaxItems") or 50)
-    page = configs[:limit]
-    return {
-        "FunctionEventInvokeConfigs": [_shape(platform, c) for c in page],
-        "NextMarker": encode_marker(page[-1].qualifier) if len(configs) > limit else None,
-    }
+    page, marker = page_after(
+        platform.event_configs.list(params["FunctionName"]),
+        lambda c: c.qualifier,
+        params.get("Marker"),
+        params.get("MaxItems"),
+    )
+    return {"FunctionEventInvokeConfigs": [_shape(platform, c) for c in page], "NextMarker": marker}

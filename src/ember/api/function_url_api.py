@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from ember.api.lambda_api import decode_marker, encode_marker, operation
+from ember.api.lambda_api import operation, page_after
 from ember.functions.function_urls import FunctionUrl, iso_time
 from ember.platform import Platform
 
@@ -57,13 +57,10 @@ async def delete(platform: Platform, request: Request, params: dict[str, Any]) -
 
 @operation("ListFunctionUrlConfigs")
 async def list_configs(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    configs = platform.function_urls.list(params["FunctionName"])
-    after = decode_marker(params.get("Marker"))
-    if after is not None:
-        configs = [c for c in configs if c.qualifier > after]
-    limit = int(params.get("MaxItems") or 50)
-    page = configs[:limit]
-    return {
-        "FunctionUrlConfigs": [_shape(platform, c) for c in page],
-        "NextMarker": encode_marker(page[-1].qualifier or "$LATEST") if len(configs) > limit else None,
-    }
+    page, marker = page_after(
+        platform.function_urls.list(params["FunctionName"]),
+        lambda c: c.qualifier or "$LATEST",
+        params.get("Marker"),
+        params.get("MaxItems"),
+    )
+    return {"FunctionUrlConfigs": [_shape(platform, c) for c in page], "NextMarker": marker}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +29,7 @@ from ember.errors import (
 from ember.functions.model import LATEST, FunctionRecord
 from ember.platform import Platform
 
+T = TypeVar("T")
 Handler = Callable[[Platform, Request, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 HANDLERS: dict[str, Handler] = {}
 BODY_LIMITS: dict[str, int] = {}
@@ -153,6 +154,18 @@ def decode_marker(marker: str | None) -> str | None:
 
 def encode_marker(name: str | None) -> str | None:
     return base64.urlsafe_b64encode(name.encode()).decode() if name else None
+
+
+def page_after(
+    items: list[T], key: Callable[[T], str], marker: str | None, max_items: int | None
+) -> tuple[list[T], str | None]:
+    """One page of `items` (sorted by `key`) after an opaque Marker, and the next Marker."""
+    after = decode_marker(marker)
+    if after is not None:
+        items = [item for item in items if key(item) > after]
+    limit = int(max_items or 50)
+    page = items[:limit]
+    return page, encode_marker(key(page[-1])) if len(items) > limit else None
 
 
 @operation("ListFunctions")

@@ -9,6 +9,7 @@ that runtime; sandboxes mount it read-only at /var/task.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -17,6 +18,7 @@ import stat
 import subprocess
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -93,22 +95,11 @@ class PackageStore:
             return final
         data = self.zip_path(sha256).read_bytes()
         _, archive = self.check(data)
-        staging = Path(tempfile.mkdtemp(dir=self.tasks, prefix=".unpack-"))
-        try:
+        with _built_into(final, ".unpack-") as staging:
             with archive:
                 _extract(archive, staging, self.limits.unzipped_bytes)
             if interpreter:
                 _compile(interpreter, staging)
-            _seal(staging)
-            try:
-                os.rename(staging, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)  # another request won the race
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return final
 
     # -- layers ------------------------------------------------------------------------------
@@ -140,8 +131,7 @@ class PackageStore:
         final = self.layers_dir(layer_shas, runtime)
         if final.exists():
             return final
-        staging = Path(tempfile.mkdtemp(dir=self.tasks, prefix=".compose-"))
-        try:
+        with _built_into(final, ".compose-") as staging:
             budget = self.limits.unzipped_bytes
             for sha256 in layer_shas:
                 _, archive = self.check(self.zip_path(sha256).read_bytes())
@@ -150,17 +140,26 @@ class PackageStore:
             _check_links(staging)
             if interpreter:
                 _compile(interpreter, staging, "/opt")
-            _seal(staging)
-            try:
-                os.rename(staging, final)
-            except OSError:
-                if not final.exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)  # another request won the race
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return final
+
+
+@contextlib.contextmanager
+def _built_into(final: Path, prefix: str) -> Iterator[Path]:
+    """A staging directory beside `final`; once the block succeeds it is sealed (read-only to
+    sandboxes) and renamed to `final` in one step. On any error nothing is left behind."""
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix))
+    try:
+        yield staging
+        _seal(staging)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another request won the race
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _unzipped_too_large(limit: int) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ember.observe.filter_pattern import FilterPattern, Prefilter
 from ember.observe.store_writer import StoreWriter
-from ember.store.sqlite import connect, migrate
+from ember.store.sqlite import connect, migrate, transaction
 
 log = logging.getLogger(__name__)
 
@@ -272,16 +272,8 @@ class LogStore:
         with self._lock:
             write_batches(self._conn, batches)
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, self._lock)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything emitted so far is stored (tests, shutdown)."""
