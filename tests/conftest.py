@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import io
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 import boto3
 import botocore.config
 import pytest
+from botocore.credentials import Credentials
 
 
 def free_port() -> int:
@@ -69,6 +71,13 @@ class LiveServer:
             self.process.kill()
             self.process.wait()
             raise
+
+    def credentials(self) -> Credentials:
+        """The access key the server wrote to <data_dir>/credentials (profile `ember`)."""
+        parser = configparser.ConfigParser()
+        parser.read(self.data_dir / "credentials")
+        profile = parser["ember"]
+        return Credentials(profile["aws_access_key_id"], profile["aws_secret_access_key"])
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""

@@ -14,6 +14,7 @@ from ember.dispatch.async_dispatcher import AsyncDispatcher
 from ember.dispatch.concurrency import ConcurrencyControls, ConcurrencyLimiter
 from ember.dispatch.event_queue import EventQueue
 from ember.dispatch.invoker import Invoker
+from ember.functions.access_keys import AccessKeys
 from ember.functions.event_configs import EventConfigService
 from ember.functions.function_urls import FunctionUrlService
 from ember.functions.packages import PackageStore
@@ -63,6 +64,7 @@ class Platform:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.secret = _secret(settings.data_dir / "secret.key")
         self.store = SqliteStore(settings.db_path)
+        self.access_keys = AccessKeys(self.store, settings)
         self.packages = PackageStore(settings.code_dir, settings.limits)
         self.runtimes = discover() if runtimes is None else runtimes
         self.functions = FunctionService(settings, self.store, self.packages, self.runtimes)
@@ -84,6 +86,7 @@ class Platform:
         )
         self.pool = WorkerPool(settings, self.sandboxes, self.runtimes, self.api_socket)
         self.pool.opt_dirs = self.functions.opt_dir  # layers, composed, at /opt
+        self.pool.role_credentials = self.access_keys.function_environment()
         self.functions.change_listeners.append(self.pool.retire)
         self.functions.removal_listeners.append(self.pool.remove)
         self._background: list[asyncio.Task[None]] = []

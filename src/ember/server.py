@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import resource
 import socket
 import sys
 from collections.abc import Iterator
@@ -83,11 +84,27 @@ async def serve(settings: Settings) -> None:
         f"region_name='{settings.region}', aws_access_key_id='x', aws_secret_access_key='x')",
         flush=True,
     )
+    print(
+        f"  credentials for AWS_IAM function URLs: {platform.access_keys.credentials_file} "
+        "(AWS_SHARED_CREDENTIALS_FILE=<that file> AWS_PROFILE=ember)",
+        flush=True,
+    )
     try:
         # The Unix socket is how sandboxes reach the API (bound into them read-only).
         await server.serve(sockets=[tcp, platform.api_listener])
     finally:
         await platform.stop()
+
+
+def raise_open_files_limit() -> None:
+    """Every instance holds a few descriptors (its socket, log pipe, API listener, cgroup control
+    files): lift the soft limit (often 1024) to the hard one so the account concurrency limit,
+    not the descriptor table, is what caps scale-out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def run(settings: Settings) -> int:
@@ -98,6 +115,7 @@ def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 1
+    raise_open_files_limit()
     try:
         with exclusive(settings.data_dir):
             try:

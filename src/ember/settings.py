@@ -51,6 +51,9 @@ class Settings:
     log_level: str = "info"
     hooks: bool = True  # invocation hooks (metrics, traces); off only to measure their cost
     otlp_endpoint: str | None = None  # OTLP/HTTP traces (else OTEL_EXPORTER_OTLP_ENDPOINT, if set)
+    # An access key of the operator's own, accepted for AWS_IAM function URLs besides the generated ones.
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

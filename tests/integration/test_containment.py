@@ -359,6 +359,9 @@ def handler(event, context):
                          if line.startswith("NoNewPrivs:")][0],
         "seccomp": [line.split()[1] for line in open("/proc/self/status")
                     if line.startswith("Seccomp:")][0],
+        "seccomp_filters": [line.split()[1] for line in open("/proc/self/status")
+                            if line.startswith("Seccomp_filters:")][0],
+        "list_tasks": try_os(lambda: os.listdir("/.ember-tasks")),
     }
 """
 
@@ -376,7 +379,9 @@ def test_privileged_operations_fail(lam: Any) -> None:
     assert seen["write_root"] in (errno.EROFS, errno.EACCES)
     assert seen["uid"] != 0 and seen["euid"] != 0 and seen["gid"] != 0
     assert seen["no_new_privs"] == "1"
-    assert seen["seccomp"] == "2"  # a filter is installed
+    assert seen["seccomp"] == "2"  # filter mode
+    assert seen["seccomp_filters"] == "2"  # the blank stage and the claimed stage
+    assert seen["list_tasks"] == errno.EACCES  # every other package is out of sight
 
 
 def test_the_hosts_loopback_services_are_unreachable(lam: Any, server: LiveServer) -> None:

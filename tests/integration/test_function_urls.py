@@ -343,25 +343,29 @@ def test_none_auth_needs_both_permissions(server: LiveServer, lam: Any) -> None:
     assert curl(url).status == 403  # granted for AWS_IAM URLs only
 
 
-def _signed_headers(url: str, region: str = "us-east-1", service: str = "lambda") -> list[str]:
+def _signed_headers(url: str, credentials: Credentials, region: str = "us-east-1",
+                    service: str = "lambda") -> list[str]:
     request = AWSRequest(method="GET", url=url)
-    SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), service, region).add_auth(request)
+    SigV4Auth(credentials, service, region).add_auth(request)
     return [arg for k, v in request.headers.items() if k.lower() != "host" for arg in ("-H", f"{k}: {v}")]
 
 
 def test_aws_iam_requires_a_sigv4_signature(server: LiveServer, lam: Any) -> None:
+    """More in test_function_url_iam.py."""
     name = deploy(lam, HANDLER, prefix="url")
     url = lam.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
+    credentials = server.credentials()
     reply = curl(url + "whoami")
     assert reply.status == 403 and reply.json == {"Message": "Forbidden"}
     assert curl(url + "whoami", "-H", "Authorization: Bearer nope").status == 403
-    assert curl(url + "whoami", *_signed_headers(url + "whoami", region="eu-west-1")).status == 403
-    assert curl(url + "whoami", *_signed_headers(url + "whoami", service="s3")).status == 403
+    assert curl(url + "whoami", *_signed_headers(url + "whoami", credentials, region="eu-west-1")).status == 403
+    assert curl(url + "whoami", *_signed_headers(url + "whoami", credentials, service="s3")).status == 403
+    assert curl(url + "whoami", *_signed_headers(url + "whoami", Credentials("AKIDEXAMPLE", "secret"))).status == 403
 
-    reply = curl(url + "whoami", *_signed_headers(url + "whoami"))
+    reply = curl(url + "whoami", *_signed_headers(url + "whoami", credentials))
     assert reply.status == 200, reply
     context = reply.json["event"]["requestContext"]
-    assert context["authorizer"]["iam"]["accessKey"] == "AKIDEXAMPLE"
+    assert context["authorizer"]["iam"]["accessKey"] == credentials.access_key
     assert context["accountId"] == "000000000000"
 
 

@@ -1,7 +1,9 @@
 """The SigV4 credential scope of a request: who (access key), where (region) and which service.
 
-Signatures are not verified yet (any signed request is accepted); the scope already routes
-requests to the service they were signed for, as AWS endpoints do.
+The scope routes requests to the service they were signed for, as AWS endpoints do. Signatures
+are verified for function URLs with AuthType AWS_IAM (api/sigv4.py, against the access keys of
+functions/access_keys.py); the Lambda management API and the other services still accept any
+signature: authenticating them is a later issue.
 """
 
 from __future__ import annotations

@@ -4,17 +4,17 @@ Requests reach it by host name (`<url-id>.lambda-url.<region>.localhost:<port>`,
 name contains `.lambda-url.`) or by the path-style fallback `/_ember/url/<url-id>/<path>`;
 EmberApp hands them over before any AWS service routing.
 
-Order of work: find the URL → answer a CORS preflight from its Cors config → authorize (NONE:
-the resource policy must allow anonymous `lambda:InvokeFunctionUrl` and `lambda:InvokeFunction`
-via the URL; AWS_IAM: a well-formed SigV4 signature for this region and `lambda`) → build the
-event → invoke synchronously → map the result back (statusCode, headers, cookies, body).
+Order of work: find the URL → answer a CORS preflight from its Cors config → read the body →
+authorize (NONE: the resource policy must allow anonymous `lambda:InvokeFunctionUrl` and
+`lambda:InvokeFunction` via the URL; AWS_IAM: a valid SigV4 signature for this region and
+`lambda` by a known access key, see api/sigv4.py) → build the event → invoke synchronously → map
+the result back (statusCode, headers, cookies, body).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import calendar
 import fnmatch
 import logging
 import re
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ember.api import wire
+from ember.api import sigv4, wire
 from ember.dispatch.invoker import InvokeRequest
 from ember.errors import EmberError, RequestEntityTooLarge, ResourceNotFound, TooManyRequests
 from ember.functions.function_urls import PATH_PREFIX, FunctionUrl
@@ -52,7 +52,6 @@ _TEXT_TYPES = frozenset(
 )
 # Response headers Ember sets itself (the function's values would corrupt the framing).
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
-SIGV4_MAX_SKEW_S = 15 * 60
 
 
 def _host(scope: Scope) -> bytes:
@@ -118,67 +117,6 @@ def _cors_headers(cors: dict[str, Any] | None, origin: str | None, preflight: bo
     if allowed != "*":
         headers.append(("vary", "Origin"))
     return headers
-
-
-# -- authorization -------------------------------------------------------------------------
-
-_AUTH = re.compile(
-    r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)"
-    r"\s*,\s*Signature=(?P<signature>[^,\s]+)"
-)
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
-_AMZ_DATE = re.compile(r"\d{8}T\d{6}Z")
-
-
-def sigv4_problem(request: Request, region: str, now: float | None = None) -> str | None:
-    """Why a request is not a well-formed SigV4 request for `lambda` in `region`, or None.
-
-    Checked: the algorithm; the credential scope `<key>/<yyyymmdd>/<region>/lambda/aws4_request`
-    with this server's region; `host` among the signed headers; a 64-hex-digit signature; an
-    X-Amz-Date whose day is the scope's and that is within 15 minutes of now (query-string
-    signatures: not past X-Amz-Expires). Not checked: the signature value itself — that needs
-    the caller's secret key, and Ember has no credential store yet.
-    """
-    query = request.query_params
-    header = request.headers.get("authorization")
-    if header:
-        found = _AUTH.fullmatch(header.strip())
-        if found is None:
-            return "the Authorization header is not an AWS4-HMAC-SHA256 signature"
-        credential, signed, signature = found["credential"], found["signed"], found["signature"]
-        amz_date = request.headers.get("x-amz-date", "")
-        expires = SIGV4_MAX_SKEW_S
-    elif "X-Amz-Signature" in query:
-        if query.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256":
-            return "X-Amz-Algorithm must be AWS4-HMAC-SHA256"
-        credential = query.get("X-Amz-Credential", "")
-        signed = query.get("X-Amz-SignedHeaders", "")
-        signature = query.get("X-Amz-Signature", "")
-        amz_date = query.get("X-Amz-Date", "")
-        try:
-            expires = int(query.get("X-Amz-Expires", "900"))
-        except ValueError:
-            return "X-Amz-Expires is not a number"
-    else:
-        return "the request is not signed"
-    parts = credential.split("/")
-    if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
-        return "the credential scope is malformed"
-    if parts[2] != region or parts[3] != "lambda":
-        return f"the credential scope must be for region {region} and service lambda"
-    if "host" not in signed.lower().split(";"):
-        return "the host header must be signed"
-    if not _SIGNATURE.fullmatch(signature):
-        return "the signature is malformed"
-    if not _AMZ_DATE.fullmatch(amz_date) or amz_date[:8] != parts[1]:
-        return "X-Amz-Date is missing or does not match the credential scope"
-    signed_at = calendar.timegm(time.strptime(amz_date, "%Y%m%dT%H%M%SZ"))
-    current = time.time() if now is None else now
-    if header and abs(current - signed_at) > SIGV4_MAX_SKEW_S:
-        return "the signature is too old or from the future"
-    if not header and not (signed_at - SIGV4_MAX_SKEW_S <= current <= signed_at + expires):
-        return "the presigned URL has expired"
-    return None
 
 
 # -- the event -----------------------------------------------------------------------------
@@ -336,13 +274,13 @@ class UrlFront:
             response.raw_headers.extend(_encode(_cors_headers(config.cors, origin, preflight=True)))
             return response
         cors = _cors_headers(config.cors, origin, preflight=False)
-        authorizer = self._authorize(request, config)
-        if authorizer is None:
-            return _with(_message(403, "Forbidden"), cors)
         try:
             body = await wire.read_body(request, platform.settings.limits.sync_payload_bytes, "InvokeFunctionUrl")
         except RequestEntityTooLarge as error:
             return _with(_message(413, error.message), cors)
+        authorizer = self._authorize(request, config, body)  # AWS_IAM signatures cover the body
+        if authorizer is None:
+            return _with(_message(403, "Forbidden"), cors)
         host = request.headers.get("host", "")
         domain = host.rsplit(":", 1)[0] if _HOST.search(host) else self._domain(config)
         event = build_event(
@@ -387,7 +325,7 @@ class UrlFront:
     def _domain(self, config: FunctionUrl) -> str:
         return f"{config.url_id}.lambda-url.{self.platform.settings.region}.localhost"
 
-    def _authorize(self, request: Request, config: FunctionUrl) -> dict[str, Any] | None:
+    def _authorize(self, request: Request, config: FunctionUrl, body: bytes) -> dict[str, Any] | None:
         """The event's requestContext.authorizer ({} for NONE) when allowed, else None."""
         platform = self.platform
         if config.auth_type == "NONE":
@@ -401,24 +339,14 @@ class UrlFront:
                 {"lambda:InvokedViaFunctionUrl": "true"},
             )
             return {} if allowed else None
-        problem = sigv4_problem(request, platform.settings.region)
-        if problem is not None:
-            log.info("function URL %s refused an AWS_IAM request: %s", config.url_id, problem)
+        try:
+            key = sigv4.authenticate(
+                sigv4.HttpRequest.from_scope(request.scope, body), platform.access_keys.find, platform.settings.region
+            )
+        except sigv4.Refused as refused:
+            log.info("function URL %s refused an AWS_IAM request: %s", config.url_id, refused)
             return None
-        credential = request.headers.get("authorization", "") or request.query_params.get("X-Amz-Credential", "")
-        access_key = credential.split("Credential=", 1)[-1].split("/", 1)[0]
-        account = platform.settings.account_id
-        return {
-            "iam": {
-                "accessKey": access_key,
-                "accountId": account,
-                "callerId": access_key,
-                "cognitoIdentity": None,
-                "principalOrgId": None,
-                "userArn": f"arn:aws:iam::{account}:root",
-                "userId": access_key,
-            }
-        }
+        return {"iam": platform.access_keys.identity(key)}
 
 
 def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:

@@ -44,13 +44,19 @@ def main() -> None:
                    "else OTEL_EXPORTER_OTLP_ENDPOINT if set.")
 @click.option("--hooks/--no-hooks", default=True, show_default=True,
               help="Invocation hooks (metrics, traces); off only to measure their cost (EMBER_HOOKS=off).")
+@click.option("--access-key-id", default=None,
+              help="An access key of your own that AWS_IAM function URLs accept too (with --secret-access-key).")
+@click.option("--secret-access-key", default=None, help="The secret of --access-key-id.")
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
            idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
            async_retry_base: float, log_level: str, hooks: bool,
-           otlp_endpoint: str | None) -> None:
+           otlp_endpoint: str | None, access_key_id: str | None, secret_access_key: str | None) -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
     from ember.server import run
     from ember.settings import Limits
+
+    if bool(access_key_id) != bool(secret_access_key):
+        raise click.UsageError("--access-key-id and --secret-access-key go together")
 
     settings = Settings(
         data_dir=data_dir,
@@ -65,6 +71,8 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         log_level=log_level,
         otlp_endpoint=otlp_endpoint or None,
         hooks=hooks,
+        access_key_id=access_key_id or None,
+        secret_access_key=secret_access_key or None,
         limits=Limits(account_concurrency=concurrency),
     )
     raise SystemExit(run(settings))

@@ -222,6 +222,7 @@ class FunctionService:
         self._install(zip_bytes, record)
         self.opt_dir(record)  # composes the layers now: their problems surface here
         self.store.create_function(record)
+        self._version(record.name, LATEST, weighted=False)  # cached now, not on the first invoke
         return record
 
     def update_code(

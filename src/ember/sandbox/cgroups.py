@@ -109,6 +109,11 @@ class _Files:
     def write(self, path: Path, value: bytes) -> None:
         os.pwrite(self._fd(path, os.O_WRONLY), value, 0)
 
+    def open_for_writing(self, *paths: Path) -> None:
+        """Open ahead (while building a blank) what a claim and its first invoke will write."""
+        for path in paths:
+            self._fd(path, os.O_WRONLY)
+
     def read(self, path: Path) -> str:
         return os.pread(self._fd(path, os.O_RDONLY), 4096, 0).decode()
 
@@ -143,15 +148,22 @@ class V1Cgroup:
             directory.mkdir(exist_ok=True)
         _write(self.dirs["memory"] / "memory.swappiness", "0")
         _write(self.dirs["pids"] / "pids.max", str(pids_max))
+        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        self.files.open_for_writing(
+            self.dirs["memory"] / "memory.limit_in_bytes",
+            self.dirs["cpu"] / "cpu.shares",
+            self.dirs["cpu"] / "cpu.cfs_quota_us",
+            self.dirs["freezer"] / "freezer.state",
+        )
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
         # Only what changes is written: a claim of a blank built with the same size writes
         # nothing. memory.memsw is left alone: without swap it only slows the OOM killer down.
         if getattr(self, "memory_mb", None) != memory_mb:
-            _write(self.dirs["memory"] / "memory.limit_in_bytes", str(memory_mb * 1024 * 1024))
+            self.files.write(self.dirs["memory"] / "memory.limit_in_bytes", b"%d" % (memory_mb * 1024 * 1024))
         if getattr(self, "shares", None) != INIT_SHARES:
-            _write(self.dirs["cpu"] / "cpu.shares", str(INIT_SHARES))
+            self.files.write(self.dirs["cpu"] / "cpu.shares", b"%d" % INIT_SHARES)
         self.memory_mb = memory_mb
         self.shares = INIT_SHARES
 
@@ -160,9 +172,8 @@ class V1Cgroup:
 
     def limit_cpu(self) -> None:
         self.shares = cpu_shares(self.memory_mb)
-        _write(self.dirs["cpu"] / "cpu.shares", str(self.shares))
-        _write(self.dirs["cpu"] / "cpu.cfs_period_us", str(CPU_PERIOD_US))
-        _write(self.dirs["cpu"] / "cpu.cfs_quota_us", str(cpu_quota_us(self.memory_mb)))
+        self.files.write(self.dirs["cpu"] / "cpu.shares", b"%d" % self.shares)
+        self.files.write(self.dirs["cpu"] / "cpu.cfs_quota_us", b"%d" % cpu_quota_us(self.memory_mb))
 
     def freeze(self) -> None:
         self.files.write(self.dirs["freezer"] / "freezer.state", b"FROZEN")
@@ -244,13 +255,16 @@ class V2Cgroup:
         with contextlib.suppress(OSError):
             _write(self.path / "memory.swap.max", "0")
         _write(self.path / "pids.max", str(pids_max))
+        self.files.open_for_writing(
+            self.path / "memory.max", self.path / "cpu.weight", self.path / "cpu.max", self.path / "cgroup.freeze"
+        )
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
         if getattr(self, "memory_mb", None) != memory_mb:  # only what changes is written
-            _write(self.path / "memory.max", str(memory_mb * 1024 * 1024))
+            self.files.write(self.path / "memory.max", b"%d" % (memory_mb * 1024 * 1024))
         if getattr(self, "shares", None) != INIT_SHARES:
-            _write(self.path / "cpu.weight", str(_weight(INIT_SHARES)))
+            self.files.write(self.path / "cpu.weight", b"%d" % _weight(INIT_SHARES))
         self.memory_mb = memory_mb
         self.shares = INIT_SHARES
 
@@ -259,8 +273,8 @@ class V2Cgroup:
 
     def limit_cpu(self) -> None:
         self.shares = cpu_shares(self.memory_mb)
-        _write(self.path / "cpu.weight", str(_weight(self.shares)))
-        _write(self.path / "cpu.max", f"{cpu_quota_us(self.memory_mb)} {CPU_PERIOD_US}")
+        self.files.write(self.path / "cpu.weight", b"%d" % _weight(self.shares))
+        self.files.write(self.path / "cpu.max", b"%d %d" % (cpu_quota_us(self.memory_mb), CPU_PERIOD_US))
 
     def freeze(self) -> None:
         self.files.write(self.path / "cgroup.freeze", b"1")

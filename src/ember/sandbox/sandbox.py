@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from ember.sandbox.cgroups import Cgroup, CgroupDriver, detect
-from ember.sandbox.seccomp import build_bpf
+from ember.sandbox.seccomp import build_programs
 from ember.sandbox.zygote_client import Zygote, close_quietly
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class SandboxManager:
         tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
         self.driver = driver or detect(f"ember-{tag}")
         self.stale_cleaned = self.driver.cleanup_stale()
-        self.seccomp_bpf = build_bpf()
+        self.seccomp = build_programs()
         self.created = 0
         self._zygotes: dict[str, Zygote] = {}
         self._blanks: dict[Interpreter, list[Sandbox]] = {}
@@ -133,7 +133,7 @@ class SandboxManager:
                 interpreter.executable,
                 RUNTIMES_DIR / "python",
                 "bootstrap",
-                self.seccomp_bpf,
+                self.seccomp,
                 self.work_dir / f"zygote-{Path(interpreter.executable).name}.log",
             )
             self._zygotes[interpreter.executable] = zygote
@@ -163,7 +163,7 @@ class SandboxManager:
             candidate.discard_unclaimed()
         self._refill_soon(spec.interpreter)
         if sandbox is None:
-            sandbox = await self._build(spec.interpreter)
+            sandbox = await self._build(spec.interpreter, prefault=False)  # the claim is next
         try:
             sandbox.cgroup.configure(spec.memory_mb)
             claim = orjson.dumps(
@@ -202,8 +202,10 @@ class SandboxManager:
                 return
             blanks.append(blank)
 
-    async def _build(self, interpreter: Interpreter) -> Sandbox:
-        """A new blank sandbox: cgroup, then the zygote forks and jails it."""
+    async def _build(self, interpreter: Interpreter, prefault: bool = True) -> Sandbox:
+        """A new blank sandbox: cgroup, then the zygote forks and jails it. A pooled blank
+        (`prefault`) then copies the memory it shares with the zygote while it waits (see
+        zygote/prefault.py); one built for a claim already waiting skips that."""
         sandbox_id = uuid.uuid4().hex[:16]
         cgroup = await asyncio.to_thread(self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max)
         platform_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -219,6 +221,7 @@ class SandboxManager:
             "nofile": self.nofile,
             "isolate_network": self.isolate_network,
             "api_port": self.api_port,
+            "prefault": prefault,
         }
         try:
             pid, listener = await asyncio.to_thread(

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ember.sandbox.seccomp import SeccompPrograms
+
 ZYGOTE_DIR = Path(__file__).parent / "zygote"
 MAX_MESSAGE = 256 * 1024
 SPAWN_TIMEOUT_S = 30.0  # a zygote that does not answer a spawn in this long is restarted
@@ -32,13 +34,13 @@ class Zygote:
         interpreter: str,
         runtime_dir: Path,
         runtime_module: str,
-        seccomp_bpf: bytes,
+        seccomp: SeccompPrograms,
         log_path: Path,
     ) -> None:
         self.interpreter = interpreter
         self.runtime_dir = runtime_dir
         self.runtime_module = runtime_module
-        self.seccomp_bpf = seccomp_bpf
+        self.seccomp = seccomp
         self.log_path = log_path
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -66,7 +68,8 @@ class Zygote:
         child.close()
         self._control = parent
         config = {
-            "seccomp": self.seccomp_bpf.hex(),
+            "seccomp_blank": self.seccomp.blank.hex(),
+            "seccomp_claimed": self.seccomp.claimed.hex(),
             "runtime_path": str(self.runtime_dir),
             "runtime_module": self.runtime_module,
         }

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ember.functions.model import Alias, FunctionRecord, ProvisionedConfig
 
 if TYPE_CHECKING:
+    from ember.functions.access_keys import AccessKey
     from ember.functions.layers import LayerVersion
 
 
@@ -121,3 +122,12 @@ class Store(Protocol):
         """(statements, revision id) of an existing layer version; None when it does not exist."""
 
     def put_layer_policy(self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str) -> None: ...
+
+    # -- access keys (0006) --
+
+    def get_access_key(self, access_key_id: str) -> AccessKey | None: ...
+
+    def first_access_key(self, kind: str) -> AccessKey | None:
+        """The oldest key of `kind` ('user' or 'function'), None when there is none."""
+
+    def add_access_key(self, key: AccessKey) -> None: ...

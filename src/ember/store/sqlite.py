@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from ember.errors import PreconditionFailed, ResourceConflict, ResourceNotFound
+from ember.functions.access_keys import AccessKey
 from ember.functions.layers import LayerVersion
 from ember.functions.model import LATEST, Alias, FunctionRecord, ProvisionedConfig
 
@@ -562,3 +563,28 @@ class SqliteStore:
             )
             if cur.rowcount == 0:
                 raise ResourceNotFound(f"Layer version {name}:{version} does not exist.")
+
+    # -- access keys -------------------------------------------------------------------------
+
+    _KEY_COLUMNS = "access_key_id, secret_access_key, kind, session_token, created"
+
+    def get_access_key(self, access_key_id: str) -> AccessKey | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE access_key_id = ?", (access_key_id,)
+            ).fetchone()
+        return AccessKey(*row) if row else None
+
+    def first_access_key(self, kind: str) -> AccessKey | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE kind = ? ORDER BY created LIMIT 1", (kind,)
+            ).fetchone()
+        return AccessKey(*row) if row else None
+
+    def add_access_key(self, key: AccessKey) -> None:
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO access_keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
+                (key.access_key_id, key.secret_access_key, key.kind, key.session_token, key.created),
+            )

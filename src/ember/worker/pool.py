@@ -81,6 +81,8 @@ class WorkerPool:
         self.api_socket = api_socket
         # A record's composed layers directory (mounted at /opt), None without layers.
         self.opt_dirs: Callable[[FunctionRecord], str | None] = lambda record: None
+        # AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, as Lambda sets a role's.
+        self.role_credentials: dict[str, str] = {}
         self.groups: dict[InstanceKey, _Group] = {}
         self.live: set[Instance] = set()
         self.created = 0
@@ -287,9 +289,7 @@ class WorkerPool:
                 "AWS_DEFAULT_REGION": s.region,
                 "LAMBDA_TASK_ROOT": "/var/task",
                 "LAMBDA_RUNTIME_DIR": "/var/runtime",
-                "AWS_ACCESS_KEY_ID": "ember",
-                "AWS_SECRET_ACCESS_KEY": "ember",
-                "AWS_SESSION_TOKEN": "ember",
+                **self.role_credentials,
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s.port}",
             }
         )

@@ -21,15 +21,16 @@ import struct
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol, cast
 
 ZYGOTE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ZYGOTE_DIR)
 
 if TYPE_CHECKING:
-    from ember.sandbox.zygote import jail
+    from ember.sandbox.zygote import jail, prefault
 else:
     import jail
+    import prefault
 
 MAX_MESSAGE = 256 * 1024
 SANDBOX_ARGV = ["/var/runtime/bootstrap.py"]  # what a function sees in sys.argv (as on AWS)
@@ -41,6 +42,13 @@ class Runtime(Protocol):
     def preload(self) -> None: ...
 
     def main(self, fd: int, spec: dict[str, Any]) -> None: ...
+
+
+class Filters(NamedTuple):
+    """The two seccomp stages (see ember/sandbox/seccomp.py): loaded blank, added when claimed."""
+
+    blank: bytes
+    claimed: bytes
 
 
 def _reap() -> None:
@@ -72,6 +80,11 @@ def _read_claim(fd: int) -> dict[str, Any]:
     return claim
 
 
+def _claim_waiting(fd: int) -> bool:
+    readable, _, _ = select.select([fd], [], [], 0)
+    return bool(readable)
+
+
 def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
     """Send the API listener (or nothing) to the platform: the first message of every blank."""
     channel = socket.socket(fileno=instance_fd)
@@ -85,20 +98,23 @@ def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
 
 
 def _run_inner(
-    spec: dict[str, Any], seccomp_bpf: bytes, runtime: Runtime, runtime_dir: str,
+    spec: dict[str, Any], filters: Filters, runtime: Runtime, runtime_dir: str,
     instance_fd: int, log_fd: int,
 ) -> NoReturn:
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
         listener = jail.ready_blank(spec)
+        jail.load_seccomp(filters.blank)
         _hand_over(instance_fd, listener)
+        if spec.get("prefault", True):
+            prefault.populate_shared_pages(lambda: _claim_waiting(instance_fd))
         claim = _read_claim(instance_fd)
         claimed_at = time.monotonic()  # CLOCK_MONOTONIC is host-wide: the platform compares
         jail.claim(claim["task_dir"], claim["tmp_mb"], claim.get("opt_dir"))
         # The log pipe was made by root with mode 0600: hand it to the sandbox's user, so that
         # re-opening it (/dev/stdout, /proc/self/fd/1) works as it does on Lambda.
         os.fchown(log_fd, spec["uid"], spec["gid"])
-        jail.finish(spec, seccomp_bpf)
+        jail.finish(spec, filters.claimed)
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(log_fd, 1)
@@ -149,7 +165,7 @@ def _run_runtime(runtime: Runtime, instance_fd: int, runtime_args: dict[str, Any
 
 
 def _spawn(
-    spec: dict[str, Any], fds: list[int], seccomp_bpf: bytes, runtime: Runtime,
+    spec: dict[str, Any], fds: list[int], filters: Filters, runtime: Runtime,
     runtime_dir: str, control: socket.socket,
 ) -> dict[str, Any]:
     instance_fd, log_fd = fds
@@ -166,7 +182,7 @@ def _spawn(
             inner = os.fork()
             if inner == 0:
                 os.close(status_w)
-                _run_inner(spec, seccomp_bpf, runtime, runtime_dir, instance_fd, log_fd)
+                _run_inner(spec, filters, runtime, runtime_dir, instance_fd, log_fd)
             os.write(status_w, ("ok %d" % inner).encode())
             os._exit(0)
         except BaseException as exc:
@@ -196,7 +212,7 @@ def main() -> None:
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
     jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # sandboxes' PID 1s are re-parented to us
     config: dict[str, Any] = json.loads(control.recv(MAX_MESSAGE))
-    seccomp_bpf = bytes.fromhex(config.get("seccomp", ""))
+    filters = Filters(bytes.fromhex(config["seccomp_blank"]), bytes.fromhex(config["seccomp_claimed"]))
     runtime_dir: str = config["runtime_path"]
     sys.path.insert(0, runtime_dir)
     runtime = cast(Runtime, __import__(config["runtime_module"]))
@@ -214,7 +230,7 @@ def main() -> None:
             spec = json.loads(message)
             if len(fds) != 2:
                 raise ValueError("a spawn request carries exactly two descriptors")
-            reply = _spawn(spec, fds, seccomp_bpf, runtime, runtime_dir, control)
+            reply = _spawn(spec, fds, filters, runtime, runtime_dir, control)
         except Exception as exc:
             for fd in fds:
                 with contextlib.suppress(OSError):

@@ -11,10 +11,12 @@ The order lives here and only here:
     4. fork the inner child (PID 1 of the new namespace) and exit
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
     5. mount /proc, hostname, loopback up, Ember's API listener (handed to the platform);
-       wait for a claim
+       the blank seccomp stage; copy the pages still shared with the zygote (prefault.py)
+       unless a claim is already waiting; wait for a claim
     6. on claim: bind the function's code at /var/task and its layers at /opt, size /tmp,
        hide the other packages
-    7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, seccomp
+    7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, the claimed
+       seccomp stage
 """
 
 from __future__ import annotations
@@ -284,11 +286,13 @@ def claim(task_subdir: str, tmp_mb: int, opt_subdir: str | None = None) -> None:
             raise JailError("bad package directory name %r" % subdir)
         mount(TASKS_MOUNT + "/" + subdir, target, None, MS_BIND)
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    umount(TASKS_MOUNT, MNT_DETACH)
+    # Hide the other packages under an empty read-only tmpfs: unmounting would be cleaner but
+    # waits for an RCU grace period, 0.05 ms on an idle machine and 20-130 ms on a busy one.
+    mount("tmpfs", TASKS_MOUNT, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0")
     mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
 
 
-def finish(spec: dict[str, Any], seccomp_bpf: bytes) -> None:
+def finish(spec: dict[str, Any], claimed_filter: bytes) -> None:
     """Step 7: seal the root, limits, then drop every privilege for good."""
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     nofile = spec["nofile"]
@@ -302,4 +306,4 @@ def finish(spec: dict[str, Any], seccomp_bpf: bytes) -> None:
     # Core dumps stay off (RLIMIT_CORE 0) and seccomp forbids ptrace.
     prctl(PR_SET_DUMPABLE, 1)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    load_seccomp(seccomp_bpf)
+    load_seccomp(claimed_filter)
