@@ -38,6 +38,7 @@ DAY_MS = 86_400_000
 SEARCH_WINDOW = 100_000  # index entries one SQL scan of a search covers at most
 SEARCH_CHUNK = 2_000  # rows fetched into Python at a time
 SWEEP_CHUNK = 20_000  # events deleted per transaction by the retention sweep
+MAX_DELIVERY = 2048  # emitted batches handed to the writer in one frame
 
 Position = tuple[int, int]  # (timestamp, id) of an event
 
@@ -199,7 +200,8 @@ class LogStore:
         with self._waiters_lock:
             self._seq += 1
             seq = self._seq
-            self._idle.clear()
+            if self._idle.is_set():
+                self._idle.clear()
         self._queue.put((seq, log_group, log_stream, events))
         return seq
 
@@ -235,22 +237,22 @@ class LogStore:
             first = self._queue.get()
             if first is None:
                 return
+            # Sleep through the batching window rather than wait on the queue: a waiting thread
+            # is woken by every emit() and takes the GIL from the event loop each time.
+            time.sleep(self._flush_interval)
             batches = [first]
-            deadline = time.monotonic() + self._flush_interval
             stop = False
-            while len(batches) < 2048:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
+            while not stop:
                 try:
-                    item = self._queue.get(timeout=remaining)
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
                     stop = True
-                    break
-                batches.append(item)
-            self._deliver(batches)
+                else:
+                    batches.append(item)
+            for start in range(0, len(batches), MAX_DELIVERY):
+                self._deliver(batches[start : start + MAX_DELIVERY])
             if stop:
                 return
 
