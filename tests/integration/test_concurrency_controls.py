@@ -201,6 +201,38 @@ def test_provisioned_concurrency_on_an_alias(lam: Any) -> None:
     assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
 
 
+def test_provisioned_concurrency_on_a_weighted_alias_warms_both_versions(lam: Any) -> None:
+    name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
+    lam.publish_version(FunctionName=name)
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"RELEASE": "2"}})
+    assert lam.publish_version(FunctionName=name)["Version"] == "2"
+    lam.create_alias(FunctionName=name, Name="canary", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
+    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="canary",
+                                           ProvisionedConcurrentExecutions=2)
+    config = wait_for_status(lam, name, "canary")
+    assert config["Status"] == "READY", config
+    assert config["AllocatedProvisionedConcurrentExecutions"] == 2
+    # Shared by the weights: one instance of each version, so calls landing on either are warm.
+    seen = set()
+    for _ in range(12):
+        result = invoke(lam, name, {}, Qualifier="canary")
+        assert result.function_error is None, result.payload
+        assert result.payload["init"] == "provisioned-concurrency", result.executed_version
+        assert "Init Duration" not in result.report.group(0)
+        seen.add(result.executed_version)
+    assert seen == {"1", "2"}
+    # Shifting every call to version 2 moves the provisioned instances with it.
+    lam.update_alias(FunctionName=name, Name="canary", FunctionVersion="2", RoutingConfig={})
+    deadline = time.monotonic() + 30
+    while True:
+        result = invoke(lam, name, {}, Qualifier="canary")
+        if result.payload["init"] == "provisioned-concurrency" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert result.executed_version == "2" and result.payload["init"] == "provisioned-concurrency"
+
+
 def test_provisioned_concurrency_on_a_version_survives_latest_changes(lam: Any) -> None:
     name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
     lam.publish_version(FunctionName=name)

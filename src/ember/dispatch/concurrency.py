@@ -215,14 +215,14 @@ class ConcurrencyControls:
                 log.exception("provisioning %s failed", name)
 
     async def _apply(self, name: str) -> None:
-        configs = self.store.list_provisioned(name)
-        wanted: dict[str, tuple[FunctionRecord, int, list[ProvisionedConfig]]] = {}
-        for config in configs:
+        wanted: dict[str, tuple[FunctionRecord, int]] = {}  # version -> (record, instances)
+        shares: dict[str, list[tuple[str, int]]] = {}  # qualifier -> [(version, instances)]
+        for config in self.store.list_provisioned(name):
             try:
-                record = self.functions.get(name, config.qualifier)
+                split = self._split(name, config)
             except EmberError:
                 continue
-            if record.version == LATEST:  # an alias moved to $LATEST: nothing to keep warm
+            if any(record.version == LATEST for record, _ in split):  # an alias moved to $LATEST
                 state = self.states.setdefault((name, config.qualifier), ProvisionedState())
                 state.status, state.reason, state.allocated = (
                     "FAILED",
@@ -230,25 +230,40 @@ class ConcurrencyControls:
                     0,
                 )
                 continue
-            _, count, users = wanted.get(record.version, (record, 0, []))
-            wanted[record.version] = (record, count + config.requested, [*users, config])
-        for version, (record, count, users) in wanted.items():
+            shares[config.qualifier] = [(record.version, count) for record, count in split]
+            for record, count in split:
+                wanted[record.version] = (record, wanted.get(record.version, (record, 0))[1] + count)
+        allocated: dict[str, int] = {}
+        failures: dict[str, str] = {}
+        for version, (record, count) in wanted.items():
             if self._version_of(name, version) is None:  # deleted while earlier ones started
                 continue
             failure = await self.pool.provision(record, self.functions.task_dir(record), count)
-            allocated = self.pool.provisioned_count(record)
-            for config in users:
-                state = self.states.setdefault((name, config.qualifier), ProvisionedState())
-                state.allocated = min(config.requested, allocated)
-                if failure is not None:
-                    state.status, state.reason = "FAILED", failure
-                else:
-                    state.status, state.reason = "READY", None
-            log.info("%s:%s: %d provisioned instances", name, version, allocated)
+            allocated[version] = self.pool.provisioned_count(record)
+            if failure is not None:
+                failures[version] = failure
+            log.info("%s:%s: %d provisioned instances", name, version, allocated[version])
+        for qualifier, parts in shares.items():
+            state = self.states.setdefault((name, qualifier), ProvisionedState())
+            state.allocated = sum(min(count, allocated.get(version, 0)) for version, count in parts)
+            failure = next((failures[version] for version, _ in parts if version in failures), None)
+            state.status, state.reason = ("FAILED", failure) if failure is not None else ("READY", None)
         for version in self._provisioned_versions(name) - set(wanted):
             with contextlib.suppress(EmberError):
                 record = self.functions.get(name, version)
                 await self.pool.provision(record, self.functions.task_dir(record), 0)
+
+    def _split(self, name: str, config: ProvisionedConfig) -> list[tuple[FunctionRecord, int]]:
+        """The versions a config keeps instances of, and how many each: a version's config all
+        on it; an alias's on its version, or shared by its routing weights (as Lambda does)."""
+        primary = self.functions.get(name, config.qualifier)
+        alias = None if config.qualifier.isdigit() else self.functions.alias(name, config.qualifier)
+        if alias is None or not alias.weights:
+            return [(primary, config.requested)]
+        extra_version, weight = next(iter(alias.weights.items()))
+        extra = round(config.requested * weight)
+        split = [(primary, config.requested - extra), (self.functions.get(name, extra_version), extra)]
+        return [(record, count) for record, count in split if count > 0]
 
     def _provisioned_versions(self, name: str) -> set[str]:
         return {key.version for key, group in self.pool.groups.items() if key.name == name and group.provisioned}
