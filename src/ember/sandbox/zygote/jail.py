@@ -10,13 +10,12 @@ The order lives here and only here:
     3. private mount propagation; tmpfs root; read-only binds; /tmp tmpfs; /dev; pivot_root
     4. fork the inner child (PID 1 of the new namespace) and exit
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
-    5. mount /proc, hostname, loopback up, Ember's API listener (handed to the platform);
-       the blank seccomp stage; copy the pages still shared with the zygote (prefault.py)
-       unless a claim is already waiting; wait for a claim
+    5. mount /proc, make / read-only, hostname, loopback up, Ember's API listener (handed to
+       the platform), the blank seccomp stage; copy the pages still shared with the zygote
+       (prefault.py) unless a claim is already waiting; wait for a claim
     6. on claim: bind the function's code at /var/task and its layers at /opt, size /tmp,
        hide the other packages
-    7. make / read-only, rlimits, drop to the sandbox uid/gid, no_new_privs, the claimed
-       seccomp stage
+    7. rlimits, drop to the sandbox uid/gid, no_new_privs, the claimed seccomp stage
 """
 
 from __future__ import annotations
@@ -262,6 +261,8 @@ def ready_blank(spec: dict[str, Any]) -> socket.socket | None:
     platform can relay what functions send there to Ember's API — with no thread in the sandbox.
     """
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    # Seal the root now: the claim only mounts onto existing mountpoints (and /tmp is its own).
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _check(_libc.sethostname(b"localhost", 9), "sethostname")
     if not spec.get("isolate_network", True):
         return None
@@ -293,8 +294,7 @@ def claim(task_subdir: str, tmp_mb: int, opt_subdir: str | None = None) -> None:
 
 
 def finish(spec: dict[str, Any], claimed_filter: bytes) -> None:
-    """Step 7: seal the root, limits, then drop every privilege for good."""
-    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    """Step 7: limits, then drop every privilege for good."""
     nofile = spec["nofile"]
     resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
