@@ -16,6 +16,7 @@ from types import FrameType
 import uvicorn
 
 from ember.api.app import build_app
+from ember.api.http_protocol import CoalescingHttpProtocol
 from ember.platform import Platform
 from ember.settings import Settings
 
@@ -71,7 +72,7 @@ async def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="none",
-        http="httptools",
+        http=CoalescingHttpProtocol,  # httptools, one send per response
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,  # no proxy in front: skip the middleware on the hot path
