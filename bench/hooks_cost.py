@@ -3,9 +3,9 @@
 Two `ember server`s run side by side in the same run: one as users run it (hooks on), one with
 `--no-hooks` (EMBER_HOOKS=off: no invocation hook is registered). Each gets the same function
 and the same prebuilt Invoke request over a raw keep-alive connection (bench/common.py). The
-sequential latency is measured in alternating rounds (on, off, off, on, ...) so that drift in
-the machine's load falls on both alike; then closed-loop throughput at one concurrency level,
-also alternating. Target: hooks add at most 5 % to the warm invoke.
+sequential latency is measured with the two servers' invokes interleaved request by request
+(on, off, off, on, ...), in rounds, so that drift in the machine's load falls on both alike;
+then closed-loop throughput at one concurrency level, in alternating rounds. Target: hooks add at most 5 % to the warm invoke.
 
 The hooks are also timed in-process (Metrics.observe and the trace recorder on synthetic
 reports), which is their cost with nothing else around them. `--breakdown` adds a run of four
@@ -29,6 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from common import (
+    EXPECTED_BODY,
     EmberServer,
     HttpClient,
     cpu_seconds,
@@ -193,6 +194,29 @@ def traces_in_process(n: int = 20_000) -> dict[str, float] | None:
     return {"record_us": round(hook_ns / 1000, 2), "flush_us": round(flush_ns / 1000, 2)}
 
 
+def interleaved(clients: dict[str, HttpClient], raw: bytes, n: int) -> tuple[dict[str, list[int]], list[str]]:
+    """n invokes on each server, alternating request by request (on, off, off, on, ...): load
+    drifting on a shared machine falls on both alike, which back-to-back blocks cannot ensure."""
+    lats: dict[str, list[int]] = {key: [] for key in clients}
+    errors: list[str] = []
+    keys = list(clients)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        for key in keys if i % 2 == 0 else keys[::-1]:
+            t0 = clock()
+            try:
+                response = clients[key].request(raw)
+            except Exception as exc:
+                errors.append(f"{key}: {type(exc).__name__}: {exc}")
+                continue
+            t1 = clock()
+            if response.status == 200 and response.body == EXPECTED_BODY:
+                lats[key].append(t1 - t0)
+            else:
+                errors.append(f"{key}: HTTP {response.status}: {response.body[:300]!r}")
+    return lats, errors
+
+
 def added(on: float, off: float) -> str:
     return f"{(on - off) / off * 100:+.1f} %" if off else "-"
 
@@ -220,16 +244,15 @@ def main(argv: list[str]) -> int:
         lats: dict[str, list[int]] = {"on": [], "off": []}
         round_p50: dict[str, list[float]] = {"on": [], "off": []}
         seq_cpu: dict[str, float] = {"on": 0.0, "off": 0.0}
-        for r in range(args.rounds):
-            order = ("on", "off") if r % 2 == 0 else ("off", "on")
-            for key in order:
-                pid = servers[key].process.pid  # type: ignore[union-attr]
-                cpu0 = cpu_seconds(pid)
-                got, errors = sequential(clients[key], raw, args.n)
-                seq_cpu[key] += cpu_seconds(pid) - cpu0
-                lats[key] += got
-                round_p50[key].append(float(summarize_ms(got)["p50_ms"]))
-                problems += [f"{key}: {e}" for e in errors[:3]]
+        pids = {key: server.process.pid for key, server in servers.items()}  # type: ignore[union-attr]
+        for _ in range(args.rounds):
+            cpu0 = {key: cpu_seconds(pid) for key, pid in pids.items()}
+            got, errors = interleaved(clients, raw, args.n)
+            for key, pid in pids.items():
+                seq_cpu[key] += cpu_seconds(pid) - cpu0[key]
+                lats[key] += got[key]
+                round_p50[key].append(float(summarize_ms(got[key])["p50_ms"]))
+            problems += errors[:3]
         for client in clients.values():
             client.close()
         rps: dict[str, list[float]] = {"on": [], "off": []}
@@ -258,7 +281,7 @@ def main(argv: list[str]) -> int:
     seq_cpu_us = {key: seq_cpu[key] / max(1, len(lats[key])) * 1e6 for key in seq_cpu}
     hook = hook_in_process()
     traces = traces_in_process()
-    # Paired by round (the two servers ran back to back): drift in the machine's load cancels.
+    # Paired by round (the two servers' invokes interleaved): drift in the machine's load cancels.
     paired = sorted((on - off) / off * 100 for on, off in zip(round_p50["on"], round_p50["off"], strict=True))
     paired_median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
     results.update({"sequential": seq, "rps_rounds": rps, "rps": mean_rps,
@@ -279,7 +302,7 @@ def main(argv: list[str]) -> int:
     print_table(f"Warm invoke with hooks on vs off ({args.memory} MB, {len(lats['on'])} sequential "
                 f"invokes each, {args.rounds} alternating rounds)",
                 ["measure", "hooks on", "hooks off", "added"], rows)
-    print(f"\nper-round p50 added (on vs off, back to back): {', '.join(f'{x:+.1f} %' for x in paired)}")
+    print(f"\nper-round p50 added (on vs off, interleaved request by request): {', '.join(f'{x:+.1f} %' for x in paired)}")
     print(f"Metrics.observe in-process: {hook['observe_ns'] / 1000:.2f} µs per invocation "
           f"({hook['observe_ns'] / 1e6 / float(seq['off']['p50_ms']) * 100:.1f} % of the hooks-off p50)")
     if traces is not None:
