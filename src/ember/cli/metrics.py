@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ember.cli.client import get_json
+from ember.cli.console import console
 
 _BARS = " ▁▂▃▄▅▆▇█"
 
@@ -41,15 +42,14 @@ def metrics(name: str, version: str | None, minutes: int, all_rows: bool, endpoi
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    out = console()
     for label, key in (("invocations", "invocations"), ("errors", "errors"),
                        ("throttles", "throttles"), ("max duration", "duration_max_ms"),
                        ("concurrency", "concurrency")):
         values = [float(r[key] or 0) for r in rows]
-        console.print(f"{label:>13} {sparkline(values)}  max {max(values, default=0):g}")
+        out.print(f"{label:>13} {sparkline(values)}  max {max(values, default=0):g}")
     view = Table(title=f"{name}{':' + version if version else ''}, last {minutes} min (UTC)")
     for column in ("minute", "invocations", "errors", "throttles", "cold", "avg ms", "max ms", "concurrency"):
         view.add_column(column, justify="left" if column == "minute" else "right", no_wrap=True)
@@ -59,4 +59,4 @@ def metrics(name: str, version: str | None, minutes: int, all_rows: bool, endpoi
         view.add_row(time.strftime("%H:%M", time.gmtime(r["minute"])), str(r["invocations"]),
                      str(r["errors"]), str(r["throttles"]), str(r["cold_starts"]),
                      _ms(r["duration_avg_ms"]), _ms(r["duration_max_ms"]), str(r["concurrency"]))
-    console.print(view)
+    out.print(view)

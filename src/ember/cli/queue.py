@@ -7,6 +7,7 @@ import json
 import click
 
 from ember.cli.client import get_json
+from ember.cli.console import console
 
 
 def _age(seconds: float) -> str:
@@ -26,7 +27,6 @@ def queue(endpoint: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(table, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     view = Table(title="Asynchronous invocations")
@@ -43,4 +43,4 @@ def queue(endpoint: str, as_json: bool) -> None:
             str(row["failures"]),
             str(row["expired"]),
         )
-    Console().print(view)
+    console().print(view)

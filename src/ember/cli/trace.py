@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ember.cli.client import get_json
+from ember.cli.console import console
 
 BAR_WIDTH = 20
 
@@ -48,7 +49,6 @@ def _label(span: dict[str, Any], start: float, total: float) -> str:
 
 
 def render(trace: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.tree import Tree
 
     spans: list[dict[str, Any]] = trace["spans"]
@@ -72,11 +72,10 @@ def render(trace: dict[str, Any]) -> None:
             add(node.add(_label(span, start, total)), span["spanId"])
 
     add(tree, None)
-    Console(highlight=False).print(tree)
+    console(highlight=False).print(tree)
 
 
 def _recent_table(traces: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     view = Table(title="Recent traces")
@@ -92,7 +91,7 @@ def _recent_table(traces: list[dict[str, Any]]) -> None:
             str(row["errors"]),
             " → ".join(row["functions"]),
         )
-    Console(highlight=False).print(view)
+    console(highlight=False).print(view)
 
 
 @click.command("trace")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ember.cli.client import get_json
+from ember.cli.console import console
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -83,7 +84,6 @@ def usage(since: str, by: str, endpoint: str, request_price: float, gb_second_pr
         click.echo(json.dumps({"since": answer["since"], "until": answer["until"], "by": by,
                                "rows": rows, "total": total}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     view = Table(title=f"Usage, last {since}")
@@ -99,9 +99,9 @@ def usage(since: str, by: str, endpoint: str, request_price: float, gb_second_pr
     view.add_section()
     view.add_row("total", *([""] if by == "version" else []), f"{requests:,}", f"{billed:,}",
                  f"{gb_s:,.3f}", _money(total["cost"]))
-    console = Console()
-    console.print(view)
-    console.print(
+    out = console()
+    out.print(view)
+    out.print(
         f"After the free tier ({free_requests:,} requests and {free_gb_seconds:,.0f} GB-s a month): "
         f"{_money(total['cost_after_free_tier'])}  "
         f"(${_price(request_price)}/M requests, ${_price(gb_second_price)}/GB-s)"
