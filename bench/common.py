@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import datetime as dt
 import importlib.util
 import io
@@ -81,6 +82,14 @@ def load_handler(path: Path, module_name: str) -> Callable[[dict[str, Any], Any]
     spec.loader.exec_module(module)
     handler: Callable[[dict[str, Any], Any], Any] = module.handler
     return handler
+
+
+def die_with_parent() -> None:
+    """preexec_fn for servers a benchmark starts: SIGTERM them when the benchmark process dies
+    (killed by `timeout`, Ctrl-C twice, a crash outside the `with`), so no server is left behind
+    to slow every later run on the machine."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout: float, what: str,
@@ -187,7 +196,7 @@ class EmberServer:
                 "--port", str(self.port), *self.extra_args]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.root)
+                                            cwd=self.root, preexec_fn=die_with_parent)
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
     def stop(self) -> int | None:
@@ -288,7 +297,8 @@ class UvicornBaseline:
                 "--workers", "1"]
         env = {**os.environ, "BENCH_TASK_DIR": str(self.task_dir)}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            preexec_fn=die_with_parent)
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "uvicorn baseline", self.log)
 
     def stop(self) -> None:

@@ -33,6 +33,7 @@ from common import (
     EmberServer,
     HttpClient,
     cpu_seconds,
+    die_with_parent,
     fmt,
     invoke_request,
     print_table,
@@ -90,6 +91,7 @@ class SomeHooksServer(EmberServer):
                 "--port", str(self.port)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+                                            preexec_fn=die_with_parent,
                                             env={**os.environ, "BENCH_HOOKS": self.hooks})
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
