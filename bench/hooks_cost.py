@@ -25,6 +25,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
+from statistics import median
 from types import SimpleNamespace
 from typing import Any
 
@@ -96,13 +98,33 @@ class SomeHooksServer(EmberServer):
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
 
+def alternating_loads(
+    servers: Mapping[str, EmberServer], raw: bytes, args: argparse.Namespace
+) -> tuple[dict[str, list[float]], dict[str, list[float]], list[str]]:
+    """`args.rounds` closed-loop runs on each server, their order reversed every other round:
+    req/s and server CPU µs per invoke per round, and samples of the errors."""
+    rps: dict[str, list[float]] = {key: [] for key in servers}
+    cpu_us: dict[str, list[float]] = {key: [] for key in servers}
+    problems: list[str] = []
+    keys = list(servers)
+    for r in range(args.rounds):
+        for key in keys if r % 2 == 0 else keys[::-1]:
+            server = servers[key]
+            assert server.process is not None
+            load = run_load(server.port, raw, args.concurrency, args.duration, warmup_s=0.5,
+                            server_pid=server.process.pid)
+            rps[key].append(load.rps)
+            if load.server_cpu_s is not None and load.ok:
+                cpu_us[key].append(load.server_cpu_s / load.ok * 1e6)
+            problems += [f"{key} load: {e}" for e in load.error_samples[:3]]
+    return rps, cpu_us, problems
+
+
 def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     """Closed-loop throughput and server CPU per invoke with each combination of hooks."""
     modes = {"none": "", "metrics": "metrics", "traces": "traces", "both": "metrics,traces"}
     servers: dict[str, SomeHooksServer] = {}
     raw = invoke_request("hooks")
-    rps: dict[str, list[float]] = {m: [] for m in modes}
-    cpu: dict[str, list[float]] = {m: [] for m in modes}
     try:
         for mode, hooks in modes.items():
             server = servers[mode] = SomeHooksServer()
@@ -112,25 +134,11 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             client = HttpClient(server.port)
             sequential(client, raw, 300)
             client.close()
-        for r in range(args.rounds):
-            for mode in (list(modes) if r % 2 == 0 else list(modes)[::-1]):
-                server = servers[mode]
-                assert server.process is not None
-                load = run_load(server.port, raw, args.concurrency, args.duration, warmup_s=0.5,
-                                server_pid=server.process.pid)
-                rps[mode].append(load.rps)
-                if load.server_cpu_s is not None and load.ok:
-                    cpu[mode].append(load.server_cpu_s / load.ok * 1e6)
+        rps, cpu, _ = alternating_loads(servers, raw, args)
     finally:
         for server in servers.values():
             server.stop()
             server.cleanup()
-
-    def median(values: list[float]) -> float:
-        ordered = sorted(values)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
     return {mode: {"rps_rounds": [round(x) for x in rps[mode]], "rps_median": median(rps[mode]),
                    "cpu_us_rounds": [round(x) for x in cpu[mode]], "cpu_us_median": median(cpu[mode])}
             for mode in modes}
@@ -257,19 +265,8 @@ def main(argv: list[str]) -> int:
             problems += errors[:3]
         for client in clients.values():
             client.close()
-        rps: dict[str, list[float]] = {"on": [], "off": []}
-        cpu_us: dict[str, list[float]] = {"on": [], "off": []}
-        for r in range(args.rounds):
-            order = ("on", "off") if r % 2 == 0 else ("off", "on")
-            for key in order:
-                server = servers[key]
-                assert server.process is not None
-                load = run_load(server.port, raw, args.concurrency, args.duration, warmup_s=0.5,
-                                server_pid=server.process.pid)
-                rps[key].append(load.rps)
-                if load.server_cpu_s is not None and load.ok:
-                    cpu_us[key].append(load.server_cpu_s / load.ok * 1e6)
-                problems += [f"{key} load: {e}" for e in load.error_samples[:3]]
+        rps, cpu_us, load_problems = alternating_loads(servers, raw, args)
+        problems += load_problems
         for key, server in servers.items():
             problems += [f"{key} log: {line}" for line in scan_log_for_problems(server.log())]
     finally:
@@ -285,7 +282,7 @@ def main(argv: list[str]) -> int:
     traces = traces_in_process()
     # Paired by round (the two servers' invokes interleaved): drift in the machine's load cancels.
     paired = sorted((on - off) / off * 100 for on, off in zip(round_p50["on"], round_p50["off"], strict=True))
-    paired_median = paired[len(paired) // 2] if len(paired) % 2 else (paired[len(paired) // 2 - 1] + paired[len(paired) // 2]) / 2
+    paired_median = median(paired)
     results.update({"sequential": seq, "rps_rounds": rps, "rps": mean_rps,
                     "server_cpu_us_per_invoke": mean_cpu, "hook_in_process": hook, "traces_in_process": traces,
                     "round_p50_ms": round_p50, "sequential_server_cpu_us_per_invoke": seq_cpu_us, "paired_p50_added_pct": paired,
