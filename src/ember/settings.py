@@ -54,6 +54,12 @@ class Settings:
     # An access key of the operator's own, accepted for AWS_IAM function URLs besides the generated ones.
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
+    # Host names Ember answers to besides IP literals, localhost and `host` ("*.name": its
+    # subdomains); any other Host header is refused (DNS rebinding), see api/request_guard.py.
+    allowed_hosts: tuple[str, ...] = ()
+    # The URLs CreateFunctionUrlConfig returns: "path" (http://<host>:<port>/_ember/url/<id>/,
+    # opens in every client) or "host" (AWS's shape, http://<id>.lambda-url.<region>.localhost:<port>/).
+    function_url_form: str = "path"
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:

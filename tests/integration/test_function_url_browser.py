@@ -1,5 +1,6 @@
 """Function URLs from a real browser: a page on another origin `fetch`es the URL exactly as
-CreateFunctionUrlConfig returned it (`http://<url-id>.lambda-url.us-east-1.localhost:<port>/`).
+CreateFunctionUrlConfig returned it (`http://127.0.0.1:<port>/_ember/url/<url-id>/`), and the
+host-name form (`http://<url-id>.lambda-url.us-east-1.localhost:<port>/`) too.
 
 The browser is Debian's `chromium-headless-shell` (scripts/test installs it when it runs as root).
 The page is served by a small HTTP server on `http://127.0.0.1:<port>`, so every request to the
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_function_urls import PATH_URL, host_form
 
 from conftest import LiveServer
 from invoking import deploy
@@ -238,13 +240,21 @@ def function_name(server: LiveServer) -> str:
     return deploy(server.client("lambda"), HANDLER, prefix="browser")
 
 
+@pytest.fixture(scope="module")
+def allowed_url(server: LiveServer, page_server: PageServer, function_name: str) -> str:
+    """The function's URL, allowing the page server's origin, as CreateFunctionUrlConfig returns it."""
+    url = public_url(server.client("lambda"), function_name, cors_for(page_server.origin))
+    assert re.fullmatch(PATH_URL.format(port=server.port), url)
+    return url
+
+
+@pytest.mark.parametrize("form", ["path", "host"])
 def test_browser_page_on_another_origin_calls_the_url(
-    server: LiveServer, lam: Any, browser: str, page_server: PageServer, function_name: str,
+    server: LiveServer, browser: str, page_server: PageServer, allowed_url: str, form: str,
     tmp_path: Path,
 ) -> None:
-    url = public_url(lam, function_name, cors_for(page_server.origin))
-    assert re.fullmatch(rf"http://[a-z0-9]{{32}}\.lambda-url\.us-east-1\.localhost:{server.port}/", url)
-    page = make_page(page_server, "allowed", url)
+    url = allowed_url if form == "path" else host_form(allowed_url, server.port)
+    page = make_page(page_server, f"allowed-{form}", url)
 
     outcome = run_page(browser, page, tmp_path)
 

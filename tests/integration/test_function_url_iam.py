@@ -20,7 +20,7 @@ import pytest
 from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from test_function_urls import curl
+from test_function_urls import curl, host_form, url_id_of
 
 from conftest import LiveServer, free_port
 from invoking import deploy
@@ -73,18 +73,18 @@ class Reply:
 @dataclass
 class IamUrl:
     url: str  # the host-name form, for curl
-    path_url: str  # the path-style form on 127.0.0.1, for urllib
+    path_url: str  # the path form on 127.0.0.1 (as CreateFunctionUrlConfig returns it), for urllib
 
     @property
     def url_id(self) -> str:
-        return self.url.split("//", 1)[1].split(".", 1)[0]
+        return url_id_of(self.path_url)
 
 
 def iam_url(server: LiveServer, lam: Any) -> IamUrl:
     name = deploy(lam, WHOAMI, prefix="iam")
     url = lam.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")["FunctionUrl"]
-    url_id = url.split("//", 1)[1].split(".", 1)[0]
-    return IamUrl(url, f"{server.endpoint}/_ember/url/{url_id}/")
+    assert url == f"{server.endpoint}/_ember/url/{url_id_of(url)}/"
+    return IamUrl(host_form(url, server.port), url)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""Function URLs: config operations, and real HTTP requests (curl to the `*.localhost` host name
-the API returns, urllib to the path-style fallback) mapped to payload 2.0 events and back."""
+"""Function URLs: config operations, and real HTTP requests (curl and urllib to the path-form URL
+the API returns, and to the `*.localhost` host-name form) mapped to payload 2.0 events and back."""
 
 from __future__ import annotations
 
@@ -113,6 +113,23 @@ def allow_public(lam: Any, name: str, qualifier: str | None = None) -> None:
                        Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True, **extra)
 
 
+PATH_URL = r"http://127\.0\.0\.1:{port}/_ember/url/(?P<id>[a-z0-9]{{32}})/"
+HOST_URL = r"http://(?P<id>[a-z0-9]{{32}})\.lambda-url\.us-east-1\.localhost:{port}/"
+
+
+def url_id_of(url: str) -> str:
+    """The url-id in a function URL of either form."""
+    found = re.match(r"http://[^/]+/_ember/url/([a-z0-9]{32})/", url) or re.match(
+        r"http://([a-z0-9]{32})\.lambda-url\.", url)
+    assert found, url
+    return found[1]
+
+
+def host_form(url: str, port: int) -> str:
+    """The `<url-id>.lambda-url.us-east-1.localhost` form of a function URL."""
+    return f"http://{url_id_of(url)}.lambda-url.us-east-1.localhost:{port}/"
+
+
 @dataclass
 class Endpoint:
     name: str
@@ -120,7 +137,7 @@ class Endpoint:
 
     @property
     def url_id(self) -> str:
-        return self.url.split("//", 1)[1].split(".", 1)[0]
+        return url_id_of(self.url)
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +166,7 @@ def test_url_config_lifecycle(server: LiveServer, lam: Any) -> None:
     name = deploy(lam, HANDLER, prefix="url")
     created = lam.create_function_url_config(FunctionName=name, AuthType="AWS_IAM")
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
-    assert re.fullmatch(rf"http://[a-z0-9]{{32}}\.lambda-url\.us-east-1\.localhost:{server.port}/",
-                        created["FunctionUrl"])
+    assert re.fullmatch(PATH_URL.format(port=server.port), created["FunctionUrl"])
     assert created["FunctionArn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
     assert created["AuthType"] == "AWS_IAM" and created["InvokeMode"] == "BUFFERED"
     with pytest.raises(ClientError) as excinfo:
@@ -268,8 +284,9 @@ def test_result_mapping(public: Endpoint) -> None:
     assert reply.json == {"Message": "Internal Server Error"}
 
 
-def test_path_style_fallback(public: Endpoint, server: LiveServer) -> None:
-    url = f"{server.endpoint}/_ember/url/{public.url_id}/deep/path?x=1"
+def test_path_and_host_forms(public: Endpoint, server: LiveServer) -> None:
+    url = f"{public.url}deep/path?x=1"
+    assert url.startswith(f"{server.endpoint}/_ember/url/{public.url_id}/")
     request = urllib.request.Request(url, data=b"plain text", method="PUT",
                                      headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request, timeout=60) as response:
@@ -278,8 +295,13 @@ def test_path_style_fallback(public: Endpoint, server: LiveServer) -> None:
     assert event["rawPath"] == "/deep/path" and event["rawQueryString"] == "x=1"
     assert event["requestContext"]["http"]["method"] == "PUT"
     assert event["body"] == "plain text"
-    # clients that can't resolve *.localhost can also keep the host name in the Host header
-    host = public.url.split("//", 1)[1].rstrip("/")
+    # the host-name form answers too: curl resolves *.localhost itself...
+    reply = curl(host_form(public.url, server.port) + "by-name?y=2")
+    assert reply.status == 200, reply
+    assert reply.json["event"]["rawPath"] == "/by-name"
+    assert reply.header("content-security-policy") is None  # an origin of its own: no sandbox
+    # ...and clients that can't resolve it can keep the name in the Host header
+    host = host_form(public.url, server.port).split("//", 1)[1].rstrip("/")
     request = urllib.request.Request(f"{server.endpoint}/by-host", headers={"Host": host})
     with urllib.request.urlopen(request, timeout=60) as response:
         assert json.loads(response.read())["event"]["rawPath"] == "/by-host"

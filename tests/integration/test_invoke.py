@@ -722,7 +722,8 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def _raw_invoke(endpoint: str, name: str) -> tuple[int, dict[str, str], Any]:
     request = urllib.request.Request(
-        f"{endpoint}/2015-03-31/functions/{name}/invocations", data=b"{}", method="POST"
+        f"{endpoint}/2015-03-31/functions/{name}/invocations", data=b"{}", method="POST",
+        headers={"Content-Type": "application/json"},  # urllib's default (a form) is refused
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

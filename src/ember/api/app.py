@@ -1,7 +1,9 @@
 """The ASGI application: one endpoint for every service Ember speaks.
 
 Requests are routed by their SigV4 credential scope's service name (as AWS endpoints do);
-unsigned requests go by path. Ember's own routes live under /_ember and /health.
+unsigned requests go by path. Ember's own routes live under /_ember and /health. Before any of
+that, api/request_guard.py decides whether the request is answered at all (Host, Origin and
+content-type rules against web pages driving the API).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ember.api.credentials import scope_of
 from ember.api.lambda_api import LambdaApi
 from ember.api.logs_api import LogsApi
 from ember.api.metrics_api import routes as metrics_routes
+from ember.api.request_guard import RequestGuard, Seen
 from ember.errors import EmberError, ResourceNotFound, ServiceError
 from ember.platform import Platform
 
@@ -52,12 +55,16 @@ class EmberApp:
     """The ASGI entry point. AWS API requests (every path but Ember's own) go straight to their
     service handler — this is the invoke hot path, so it skips Starlette's router and
     middleware; `/health` and `/_ember/*` go through Starlette. Every response carries an
-    `x-amzn-RequestId`, as AWS's do."""
+    `x-amzn-RequestId`, as AWS's do. The guard, when given, refuses requests before all that."""
 
-    def __init__(self, aws: ServiceHandler, own_routes: ASGIApp, urls: ASGIApp | None = None) -> None:
+    def __init__(
+        self, aws: ServiceHandler, own_routes: ASGIApp, urls: ASGIApp | None = None,
+        guard: RequestGuard | None = None,
+    ) -> None:
         self.aws = aws
         self.own_routes = own_routes
         self.urls = urls  # function URLs (api/url_front.py): by host name or /_ember/url/
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,9 +72,17 @@ class EmberApp:
             return
         request_id = str(uuid.uuid4())
         path: str = scope["path"]
-        if self.urls is not None and url_front.addressed(scope):
+        seen = Seen.of(scope)
+        urls = self.urls
+        function_url = urls is not None and url_front.addressed(scope, seen.host)
+        if self.guard is not None:
+            refusal = self.guard.check(scope, seen, function_url)
+            if refusal is not None:
+                await refusal.response(request_id)(scope, receive, send)
+                return
+        if urls is not None and function_url:
             scope.setdefault("state", {})["request_id"] = request_id
-            await self.urls(scope, receive, send)
+            await urls(scope, receive, send)
             return
         if path == "/health" or path == "/metrics" or path.startswith("/_ember/"):
             await self.own_routes(scope, receive, _stamping(send, request_id.encode()))
@@ -144,7 +159,9 @@ def build_app(platform: Platform) -> ASGIApp:
             *traces_api.routes(platform),
         ],
     )
-    return EmberApp(aws, own_routes, url_front.UrlFront(platform))
+    settings = platform.settings
+    guard = RequestGuard(settings.host, settings.allowed_hosts)
+    return EmberApp(aws, own_routes, url_front.UrlFront(platform), guard)
 
 
 class _UnknownService(ResourceNotFound):

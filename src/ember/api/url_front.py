@@ -1,8 +1,15 @@
 """The HTTP front of function URLs: a request in, an HTTP API payload 2.0 event, a response out.
 
-Requests reach it by host name (`<url-id>.lambda-url.<region>.localhost:<port>`, any host whose
-name contains `.lambda-url.`) or by the path-style fallback `/_ember/url/<url-id>/<path>`;
-EmberApp hands them over before any AWS service routing.
+Requests reach it by path (`/_ember/url/<url-id>/<path>`, the form CreateFunctionUrlConfig
+returns by default) or by host name (`<url-id>.lambda-url.<region>.localhost:<port>`, any host
+whose name contains `.lambda-url.` and that api/request_guard.py lets in); EmberApp hands them
+over before any AWS service routing.
+
+A page served by path shares its origin (`http://127.0.0.1:<port>`) with the management API, so
+every such response carries `Content-Security-Policy: sandbox ...` without `allow-same-origin`:
+the browser runs the document in an opaque origin, whose requests to the API carry `Origin:
+null` and are refused. Scripts, forms and popups still work; cookies and storage do not (use the
+host form, `--function-url-form host`, for pages that need them).
 
 Order of work: find the URL → answer a CORS preflight from its Cors config → read the body →
 authorize (NONE: the resource policy must allow anonymous `lambda:InvokeFunctionUrl` and
@@ -52,6 +59,11 @@ _TEXT_TYPES = frozenset(
 )
 # Response headers Ember sets itself (the function's values would corrupt the framing).
 _HOP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# Every response to a request by path: the document gets an opaque origin (see above).
+SANDBOX = (
+    b"sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals "
+    b"allow-downloads allow-top-navigation-by-user-activation"
+)
 
 
 def _host(scope: Scope) -> bytes:
@@ -61,9 +73,17 @@ def _host(scope: Scope) -> bytes:
     return b""
 
 
-def addressed(scope: Scope) -> bool:
-    """Is this HTTP request for a function URL (by host name or by the path fallback)?"""
-    return scope["path"].startswith(PATH_PREFIX) or b".lambda-url." in _host(scope).lower()
+def addressed(scope: Scope, host: bytes | None = None) -> bool:
+    """Is this HTTP request for a function URL (by host name or by path)? `host`: the request's
+    Host header when the caller has it at hand."""
+    if scope["path"].startswith(PATH_PREFIX):
+        return True
+    return b".lambda-url." in (_host(scope) if host is None else host).lower()
+
+
+def by_path(scope: Scope) -> bool:
+    """Addressed by path on a host of its own (not a function URL's name): to be sandboxed."""
+    return scope["path"].startswith(PATH_PREFIX) and not _HOST.search(_host(scope).decode("latin-1"))
 
 
 def _message(status: int, message: str | None) -> Response:
@@ -256,6 +276,8 @@ class UrlFront:
             log.exception("function URL request %s failed", request_id)
             response = _message(500, "Internal Server Error")
         response.headers["x-amzn-RequestId"] = request_id
+        if by_path(scope):
+            response.raw_headers.append((b"content-security-policy", SANDBOX))
         await response(scope, receive, send)
 
     async def serve(self, request: Request, request_id: str) -> Response:

@@ -47,10 +47,18 @@ def main() -> None:
 @click.option("--access-key-id", default=None,
               help="An access key of your own that AWS_IAM function URLs accept too (with --secret-access-key).")
 @click.option("--secret-access-key", default=None, help="The secret of --access-key-id.")
+@click.option("--allowed-host", "allowed_hosts", multiple=True, envvar="EMBER_ALLOWED_HOSTS",
+              help="A host name the API answers to besides IP addresses, localhost and --host "
+                   "(repeatable; '*.example.com' for subdomains; EMBER_ALLOWED_HOSTS is space- or "
+                   "comma-separated). Requests naming any other host are refused (DNS rebinding).")
+@click.option("--function-url-form", type=click.Choice(["path", "host"]), default="path", show_default=True,
+              help="URLs CreateFunctionUrlConfig returns: 'path' (http://<host>:<port>/_ember/url/<id>/, "
+                   "every client opens it) or 'host' (AWS's shape, http://<id>.lambda-url.<region>.localhost:<port>/).")
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
            idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
            async_retry_base: float, log_level: str, hooks: bool,
-           otlp_endpoint: str | None, access_key_id: str | None, secret_access_key: str | None) -> None:
+           otlp_endpoint: str | None, access_key_id: str | None, secret_access_key: str | None,
+           allowed_hosts: tuple[str, ...] = (), function_url_form: str = "path") -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
     from ember.server import run
     from ember.settings import Limits
@@ -73,6 +81,8 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         hooks=hooks,
         access_key_id=access_key_id or None,
         secret_access_key=secret_access_key or None,
+        allowed_hosts=tuple(name for value in allowed_hosts for name in value.replace(",", " ").split()),
+        function_url_form=function_url_form,
         limits=Limits(account_concurrency=concurrency),
     )
     raise SystemExit(run(settings))

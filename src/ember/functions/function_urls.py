@@ -1,9 +1,12 @@
 """Function URLs: an HTTP endpoint per function ($LATEST) or alias.
 
-Each URL has a random 32-character id, the first label of its host name:
-`http://<url-id>.lambda-url.<region>.localhost:<port>/` (every name under `.localhost` is the
-loopback address for browsers and curl), and the same function answers under the path-style
-fallback `http://<host>:<port>/_ember/url/<url-id>/...` for clients that cannot use the name.
+Each URL has a random 32-character id. The URL returned (Settings.function_url_form) is by
+default the path form `http://<host>:<port>/_ember/url/<url-id>/`, which every client opens:
+Python's urllib and requests, Node's fetch and curl resolve names through the system resolver,
+and glibc resolves `*.localhost` only with nss-myhostname, which stock hosts lack. The host form
+`http://<url-id>.lambda-url.<region>.localhost:<port>/` (AWS's shape; browsers and curl map
+every `.localhost` name to loopback themselves) is returned when asked for, and both forms
+always answer.
 """
 
 from __future__ import annotations
@@ -39,6 +42,15 @@ class FunctionUrl:
     @property
     def invoke_qualifier(self) -> str | None:
         return self.qualifier or None
+
+
+def advertised_host(bind_host: str) -> str:
+    """The host to put in URLs for a server bound to `bind_host` (a wildcard: loopback)."""
+    if bind_host in ("", "0.0.0.0", "::", "[::]"):
+        return "127.0.0.1"
+    if ":" in bind_host and not bind_host.startswith("["):
+        return f"[{bind_host}]"  # an IPv6 literal
+    return bind_host
 
 
 def iso_time(seconds: float) -> str:
@@ -84,7 +96,9 @@ class FunctionUrlService:
 
     def url(self, config: FunctionUrl) -> str:
         s = self.settings
-        return f"http://{config.url_id}.lambda-url.{s.region}.localhost:{s.port}/"
+        if s.function_url_form == "host":
+            return f"http://{config.url_id}.lambda-url.{s.region}.localhost:{s.port}/"
+        return f"http://{advertised_host(s.host)}:{s.port}{PATH_PREFIX}{config.url_id}/"
 
     def arn(self, config: FunctionUrl) -> str:
         return self.functions.arn(config.function, config.qualifier or None)
