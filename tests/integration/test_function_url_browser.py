@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -87,8 +87,8 @@ def find_browser() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
-def browser() -> str:
+def require_browser() -> str:
+    """The headless Chromium to drive; fails (as root or in CI) or skips the test without one."""
     found = find_browser()
     if found:
         return found
@@ -96,6 +96,11 @@ def browser() -> str:
         pytest.fail("chromium-headless-shell is not installed; scripts/test installs it "
                     "(apt-get install chromium-headless-shell) when run as root")
     pytest.skip("no headless Chromium (apt-get install chromium-headless-shell, or run scripts/test as root)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    return require_browser()
 
 
 @dataclass
@@ -161,12 +166,13 @@ class Outcome:
         return [r.url for r in self.requests(method)]
 
 
-def run_page(browser: str, page_url: str, tmp_path: Path) -> Outcome:
-    """Load the page in a fresh headless Chromium and read what its script wrote."""
+def run_page(browser: str, page_url: str, tmp_path: Path, extra: Sequence[str] = ()) -> Outcome:
+    """Load the page in a fresh headless Chromium (with `extra` flags) and read what its script
+    wrote."""
     netlog = tmp_path / "netlog.json"
     command = [
         browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--no-proxy-server", f"--user-data-dir={tmp_path / 'profile'}",
+        "--no-proxy-server", f"--user-data-dir={tmp_path / 'profile'}", *extra,
         f"--log-net-log={netlog}", "--virtual-time-budget=10000", "--dump-dom", page_url,
     ]
     # Its own process group: /usr/bin/chromium-headless-shell is a shell wrapper, and Chromium
