@@ -1,0 +1,99 @@
+"""The URL CreateFunctionUrlConfig returns opens as given in every client: Python's urllib and
+requests, Node's fetch, curl and Chromium, on a host whose resolver knows nothing of
+`*.localhost` (glibc without nss-myhostname: the host form would not resolve for the first
+three)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from test_function_url_browser import require_browser, run_page
+from test_function_urls import PATH_URL, curl
+
+from conftest import LiveServer
+from invoking import deploy
+
+HANDLER = '''
+import json
+import re
+
+def handler(event, context):
+    http = event["requestContext"]["http"]
+    if http["method"] == "GET" and "text/html" in event["headers"].get("accept", ""):
+        return {"statusCode": 200, "headers": {"content-type": "text/html; charset=utf-8"},
+                "body": '<pre id="out" data-state="done">{"opened": "' + http["path"] + '"}</pre>'}
+    return {"statusCode": 200, "headers": {"content-type": "application/json"},
+            "body": json.dumps({"method": http["method"], "path": http["path"],
+                                "query": event.get("queryStringParameters"), "body": event.get("body"),
+                                "agent": http["userAgent"]})}
+'''
+NODE = """
+const [url, body] = process.argv.slice(2);
+const get = await fetch(url + "from-node?x=1");
+const post = await fetch(url + "from-node", {method: "POST", body, headers: {"content-type": "application/json"}});
+console.log(JSON.stringify({get: [get.status, await get.json()], post: [post.status, await post.json()]}));
+"""
+
+
+@pytest.fixture(scope="module")
+def url(server: LiveServer) -> str:
+    lam = server.client("lambda")
+    name = deploy(lam, HANDLER, prefix="clients")
+    url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
+    lam.add_permission(FunctionName=name, StatementId="url", Principal="*",
+                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")
+    lam.add_permission(FunctionName=name, StatementId="invoke", Principal="*",
+                       Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True)
+    assert re.fullmatch(PATH_URL.format(port=server.port), url), url
+    return url
+
+
+def test_urllib(url: str) -> None:
+    with urllib.request.urlopen(url + "from-urllib?x=1", timeout=60) as response:
+        got = json.loads(response.read())
+    assert got["method"] == "GET" and got["path"] == "/from-urllib" and got["query"] == {"x": "1"}
+    request = urllib.request.Request(url + "from-urllib", data=b'{"n": 1}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["body"] == '{"n": 1}'
+
+
+def test_requests(url: str) -> None:
+    got = requests.get(url + "from-requests", params={"x": "1"}, timeout=60)
+    assert got.status_code == 200 and got.json()["path"] == "/from-requests"
+    posted = requests.post(url + "from-requests", json={"n": 2}, timeout=60)
+    assert posted.status_code == 200 and json.loads(posted.json()["body"]) == {"n": 2}
+
+
+def test_node_fetch(url: str, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "fetch.mjs"
+    script.write_text(NODE)
+    done = subprocess.run([node, str(script), url, '{"n": 3}'], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    assert result["get"][0] == 200 and result["get"][1]["path"] == "/from-node"
+    assert result["post"][0] == 200 and result["post"][1]["body"] == '{"n": 3}'
+
+
+def test_curl(url: str) -> None:
+    reply = curl(url + "from-curl?x=1")
+    assert reply.status == 200 and reply.json["path"] == "/from-curl"
+    reply = curl(url + "from-curl", "-H", "Content-Type: application/json", data=b'{"n": 4}')
+    assert reply.json["method"] == "POST" and reply.json["body"] == '{"n": 4}'
+
+
+def test_chromium(url: str, tmp_path: Path) -> None:
+    outcome = run_page(require_browser(), url + "from-chromium", tmp_path)
+    assert outcome.state == "done", outcome
+    assert outcome.value == {"opened": "/from-chromium"}
