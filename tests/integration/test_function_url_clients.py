@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
 from test_function_url_browser import require_browser, run_page
@@ -44,9 +45,13 @@ console.log(JSON.stringify({get: [get.status, await get.json()], post: [post.sta
 
 
 @pytest.fixture(scope="module")
-def url(server: LiveServer) -> str:
+def name(server: LiveServer) -> str:
+    return deploy(server.client("lambda"), HANDLER, prefix="clients")
+
+
+@pytest.fixture(scope="module")
+def url(server: LiveServer, name: str) -> str:
     lam = server.client("lambda")
-    name = deploy(lam, HANDLER, prefix="clients")
     url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
     lam.add_permission(FunctionName=name, StatementId="url", Principal="*",
                        Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")
@@ -97,3 +102,16 @@ def test_chromium(url: str, tmp_path: Path) -> None:
     outcome = run_page(require_browser(), url + "from-chromium", tmp_path)
     assert outcome.state == "done", outcome
     assert outcome.value == {"opened": "/from-chromium"}
+
+
+def test_the_url_follows_the_address_the_caller_used(server: LiveServer, name: str, url: str) -> None:
+    """Like GetFunction's Code.Location: a client that reaches Ember as localhost (or through a
+    port mapping, or by a configured name) gets a URL with that host and port."""
+    lam = boto3.client("lambda", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    listed = lam.list_function_url_configs(FunctionName=name)
+    [config] = listed["FunctionUrlConfigs"]
+    assert config["FunctionUrl"] == url.replace("127.0.0.1", "localhost")
+    with urllib.request.urlopen(config["FunctionUrl"] + "via-localhost", timeout=60) as response:
+        assert json.loads(response.read())["path"] == "/via-localhost"
+

@@ -14,10 +14,12 @@ from ember.functions.function_urls import FunctionUrl, iso_time
 from ember.platform import Platform
 
 
-def _shape(platform: Platform, config: FunctionUrl, modified: bool = True) -> dict[str, Any]:
+def _shape(
+    platform: Platform, request: Request, config: FunctionUrl, modified: bool = True
+) -> dict[str, Any]:
     urls = platform.function_urls
     doc: dict[str, Any] = {
-        "FunctionUrl": urls.url(config),
+        "FunctionUrl": urls.url(config, request.headers.get("host")),
         "FunctionArn": urls.arn(config),
         "AuthType": config.auth_type,
         "CreationTime": iso_time(config.created),
@@ -36,18 +38,18 @@ async def create(platform: Platform, request: Request, params: dict[str, Any]) -
         params["FunctionName"], params.get("Qualifier"), params["AuthType"], params.get("Cors"),
         params.get("InvokeMode"),
     )
-    return _shape(platform, config, modified=False)
+    return _shape(platform, request, config, modified=False)
 
 
 @operation("GetFunctionUrlConfig")
 async def get(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    return _shape(platform, platform.function_urls.get(params["FunctionName"], params.get("Qualifier")))
+    return _shape(platform, request, platform.function_urls.get(params["FunctionName"], params.get("Qualifier")))
 
 
 @operation("UpdateFunctionUrlConfig")
 async def update(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
     config = platform.function_urls.update(params["FunctionName"], params.get("Qualifier"), params)
-    return _shape(platform, config)
+    return _shape(platform, request, config)
 
 
 @operation("DeleteFunctionUrlConfig")
@@ -63,4 +65,4 @@ async def list_configs(platform: Platform, request: Request, params: dict[str, A
         params.get("Marker"),
         params.get("MaxItems"),
     )
-    return {"FunctionUrlConfigs": [_shape(platform, c) for c in page], "NextMarker": marker}
+    return {"FunctionUrlConfigs": [_shape(platform, request, c) for c in page], "NextMarker": marker}

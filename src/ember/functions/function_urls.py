@@ -94,11 +94,16 @@ class FunctionUrlService:
 
     # -- naming --------------------------------------------------------------------------
 
-    def url(self, config: FunctionUrl) -> str:
+    def url(self, config: FunctionUrl, authority: str | None = None) -> str:
+        """The URL to return. `authority`: the Host header the caller reached Ember with (the
+        request guard has vetted it); the path form uses it, as GetFunction's Code.Location
+        does, so a client behind a port mapping or using a configured name gets a URL it can
+        open. Without one: `--host` (loopback for a wildcard address) and `--port`."""
         s = self.settings
         if s.function_url_form == "host":
             return f"http://{config.url_id}.lambda-url.{s.region}.localhost:{s.port}/"
-        return f"http://{advertised_host(s.host)}:{s.port}{PATH_PREFIX}{config.url_id}/"
+        authority = authority or f"{advertised_host(s.host)}:{s.port}"
+        return f"http://{authority}{PATH_PREFIX}{config.url_id}/"
 
     def arn(self, config: FunctionUrl) -> str:
         return self.functions.arn(config.function, config.qualifier or None)
