@@ -22,7 +22,7 @@ from test_function_urls import PATH_URL, curl
 from conftest import LiveServer
 from invoking import deploy
 
-HANDLER = '''
+HANDLER = """
 import json
 import re
 
@@ -35,7 +35,7 @@ def handler(event, context):
             "body": json.dumps({"method": http["method"], "path": http["path"],
                                 "query": event.get("queryStringParameters"), "body": event.get("body"),
                                 "agent": http["userAgent"]})}
-'''
+"""
 NODE = """
 const [url, body] = process.argv.slice(2);
 const get = await fetch(url + "from-node?x=1");
@@ -53,10 +53,20 @@ def name(server: LiveServer) -> str:
 def url(server: LiveServer, name: str) -> str:
     lam = server.client("lambda")
     url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
-    lam.add_permission(FunctionName=name, StatementId="url", Principal="*",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")
-    lam.add_permission(FunctionName=name, StatementId="invoke", Principal="*",
-                       Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True)
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="url",
+        Principal="*",
+        Action="lambda:InvokeFunctionUrl",
+        FunctionUrlAuthType="NONE",
+    )
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="invoke",
+        Principal="*",
+        Action="lambda:InvokeFunction",
+        InvokedViaFunctionUrl=True,
+    )
     assert re.fullmatch(PATH_URL.format(port=server.port), url), url
     return url
 
@@ -65,8 +75,12 @@ def test_urllib(url: str) -> None:
     with urllib.request.urlopen(url + "from-urllib?x=1", timeout=60) as response:
         got = json.loads(response.read())
     assert got["method"] == "GET" and got["path"] == "/from-urllib" and got["query"] == {"x": "1"}
-    request = urllib.request.Request(url + "from-urllib", data=b'{"n": 1}', method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + "from-urllib",
+        data=b'{"n": 1}',
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         assert json.loads(response.read())["body"] == '{"n": 1}'
 
@@ -84,7 +98,9 @@ def test_node_fetch(url: str, tmp_path: Path) -> None:
         pytest.skip("node is not installed")
     script = tmp_path / "fetch.mjs"
     script.write_text(NODE)
-    done = subprocess.run([node, str(script), url, '{"n": 3}'], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [node, str(script), url, '{"n": 3}'], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout)
     assert result["get"][0] == 200 and result["get"][1]["path"] == "/from-node"
@@ -104,14 +120,20 @@ def test_chromium(url: str, tmp_path: Path) -> None:
     assert outcome.value == {"opened": "/from-chromium"}
 
 
-def test_the_url_follows_the_address_the_caller_used(server: LiveServer, name: str, url: str) -> None:
+def test_the_url_follows_the_address_the_caller_used(
+    server: LiveServer, name: str, url: str
+) -> None:
     """Like GetFunction's Code.Location: a client that reaches Ember as localhost (or through a
     port mapping, or by a configured name) gets a URL with that host and port."""
-    lam = boto3.client("lambda", endpoint_url=f"http://localhost:{server.port}", region_name="us-east-1",
-                       aws_access_key_id="x", aws_secret_access_key="x")
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=f"http://localhost:{server.port}",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
     listed = lam.list_function_url_configs(FunctionName=name)
     [config] = listed["FunctionUrlConfigs"]
     assert config["FunctionUrl"] == url.replace("127.0.0.1", "localhost")
     with urllib.request.urlopen(config["FunctionUrl"] + "via-localhost", timeout=60) as response:
         assert json.loads(response.read())["path"] == "/via-localhost"
-

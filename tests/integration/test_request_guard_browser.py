@@ -34,7 +34,7 @@ from conftest import LiveServer, make_zip
 from invoking import deploy, unique
 
 # Changes its own Description through the API when invoked: an invocation leaves a mark.
-VICTIM = '''
+VICTIM = """
 import json, os, urllib.request
 
 def handler(event, context):
@@ -43,7 +43,7 @@ def handler(event, context):
                                      method="PUT", headers={"Content-Type": "application/json"})
     urllib.request.urlopen(request, timeout=30).read()
     return "ok"
-'''
+"""
 PAGE_SHELL = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title></head>
 <body><pre id="out" data-state="pending">pending</pre>
@@ -132,12 +132,12 @@ async function main() {
   return r;
 }
 """
-FUNCTION_PAGE_HANDLER = '''
+FUNCTION_PAGE_HANDLER = """
 PAGE = {page!r}
 
 def handler(event, context):
     return {{"statusCode": 200, "headers": {{"content-type": "text/html; charset=utf-8"}}, "body": PAGE}}
-'''
+"""
 
 
 def page(title: str, script: str, **values: str) -> str:
@@ -147,11 +147,19 @@ def page(title: str, script: str, **values: str) -> str:
 
 def create_body(name: str) -> str:
     """A CreateFunction request the API would accept (had it not refused it)."""
-    return json.dumps({
-        "FunctionName": name, "Runtime": "python3.12", "Handler": "app.handler",
-        "Role": "arn:aws:iam::000000000000:role/lambda-role",
-        "Code": {"ZipFile": base64.b64encode(make_zip({"app.py": "def handler(e, c): return 1"})).decode()},
-    })
+    return json.dumps(
+        {
+            "FunctionName": name,
+            "Runtime": "python3.12",
+            "Handler": "app.handler",
+            "Role": "arn:aws:iam::000000000000:role/lambda-role",
+            "Code": {
+                "ZipFile": base64.b64encode(
+                    make_zip({"app.py": "def handler(e, c): return 1"})
+                ).decode()
+            },
+        }
+    )
 
 
 @dataclass
@@ -198,9 +206,18 @@ def attack_server(server: LiveServer) -> Iterator[AttackServer]:
                 data = reply.read()
             finally:
                 conn.close()
-            state.relayed.append(Relayed(self.command, self.path, self.headers.get("host", ""), reply.status, data))
-            self.answer(reply.status, [(k, v) for k, v in reply.getheaders()
-                                       if k.lower() not in ("content-length", "connection")], data)
+            state.relayed.append(
+                Relayed(self.command, self.path, self.headers.get("host", ""), reply.status, data)
+            )
+            self.answer(
+                reply.status,
+                [
+                    (k, v)
+                    for k, v in reply.getheaders()
+                    if k.lower() not in ("content-length", "connection")
+                ],
+                data,
+            )
 
         def answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
             self.send_response(status)
@@ -259,13 +276,27 @@ def to_ember(outcome: Outcome, port: int) -> list[Any]:
 
 @pytest.mark.parametrize("site", ["attacker.test", "127.0.0.1"])
 def test_a_page_on_another_origin_cannot_drive_the_api(
-    server: LiveServer, lam: Any, browser: str, attack_server: AttackServer, site: str, tmp_path: Path
+    server: LiveServer,
+    lam: Any,
+    browser: str,
+    attack_server: AttackServer,
+    site: str,
+    tmp_path: Path,
 ) -> None:
     victim = deploy(lam, VICTIM, prefix="victim", Timeout=30)
     created = unique("csrf")
     arn = lam.get_function(FunctionName=victim)["Configuration"]["FunctionArn"]
-    attack_server.add(f"/attack-{site}.html", page(
-        "attack", ATTACK, API=server.endpoint, VICTIM=victim, ARN=arn, CREATE=create_body(created)))
+    attack_server.add(
+        f"/attack-{site}.html",
+        page(
+            "attack",
+            ATTACK,
+            API=server.endpoint,
+            VICTIM=victim,
+            ARN=arn,
+            CREATE=create_body(created),
+        ),
+    )
     url = f"http://{site}:{attack_server.port}/attack-{site}.html"
 
     outcome = run_page(browser, url, tmp_path, resolving("attacker.test"))
@@ -299,11 +330,17 @@ def test_dns_rebinding_cannot_read_or_change_anything(
     secret = "s3cr3t-" + unique("value")
     victim = deploy(lam, VICTIM, prefix="rebound", Environment={"Variables": {"API_TOKEN": secret}})
     created = unique("rebound-created")
-    attack_server.add("/rebind.html", page("rebinding", REBIND, VICTIM=victim, CREATE=create_body(created)))
+    attack_server.add(
+        "/rebind.html", page("rebinding", REBIND, VICTIM=victim, CREATE=create_body(created))
+    )
     before = len(attack_server.relayed)
 
-    outcome = run_page(browser, f"http://rebind.test:{attack_server.port}/rebind.html", tmp_path,
-                       resolving("rebind.test"))
+    outcome = run_page(
+        browser,
+        f"http://rebind.test:{attack_server.port}/rebind.html",
+        tmp_path,
+        resolving("rebind.test"),
+    )
 
     assert outcome.state == "done", outcome
     results = outcome.value
@@ -316,10 +353,14 @@ def test_dns_rebinding_cannot_read_or_change_anything(
         assert request.host == f"rebind.test:{attack_server.port}"
         assert request.status == 403
         refusal = json.loads(request.body)
-        assert refusal["__type"] == "AccessDeniedException" and "DNS rebinding" in refusal["message"]
+        assert (
+            refusal["__type"] == "AccessDeniedException" and "DNS rebinding" in refusal["message"]
+        )
     assert_gone(lam, created)
     # The same read with a name Ember answers to does return the secret: the refusal was the guard.
-    assert lam.get_function(FunctionName=victim)["Configuration"]["Environment"]["Variables"] == {"API_TOKEN": secret}
+    assert lam.get_function(FunctionName=victim)["Configuration"]["Environment"]["Variables"] == {
+        "API_TOKEN": secret
+    }
 
 
 def test_a_function_page_served_by_path_runs_in_an_opaque_origin(

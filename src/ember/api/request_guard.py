@@ -222,7 +222,7 @@ class RequestGuard:
             kind = (seen.content_type or b"no content type").decode("latin-1")
             return self._refuse(
                 "content-type",
-                b"",
+                seen.content_type or b"(none)",
                 f"An unsigned request with {kind} is refused (cross-site request forgery "
                 "protection): sign it with SigV4 (any access key works, as SDKs and the AWS CLI "
                 "do by default) or send the protocol's content type, e.g. application/json.",
