@@ -148,7 +148,7 @@ class Platform:
             mounted=lambda: mounted_trees(instance.sandbox.pid for instance in list(self.pool.live)),
             after=self._code_collected,
         )
-        self.functions.collect = self.code_gc.request
+        self.functions.collect = self.packages.on_leftover = self.code_gc.request
         self.code_gc.collect()  # nothing runs yet: whatever no record uses goes now
 
     def _code_collected(self, collected: Collected) -> None:

@@ -29,7 +29,7 @@ import tempfile
 import threading
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -72,6 +72,8 @@ class PackageStore:
         self.lock = threading.Lock()
         self.held: Counter[str] = Counter()  # zip sha256s and tree names in use by requests
         self.staging: set[str] = set()  # dot-names being built in zips/ or tasks/
+        # Called when a staging entry could not be removed (EMFILE): garbage collection sweeps it.
+        self.on_leftover: Callable[[], None] = lambda: None
 
     @contextlib.contextmanager
     def holding(self, names: Iterable[str]) -> Iterator[None]:
@@ -122,6 +124,8 @@ class PackageStore:
                     os.unlink(path)
             with self.lock:
                 self.staging.discard(path.name)
+            if os.path.lexists(path):  # removing needs descriptors too: the collector retries
+                self.on_leftover()
 
     def require_room(self, where: Path, size: int, entries: int) -> None:
         """Refuse (CodeStorageExceeded) before writing when the file system plainly lacks the
@@ -137,6 +141,13 @@ class PackageStore:
 
     def zip_path(self, sha256: str) -> Path:
         return self.zips / f"{sha256}.zip"
+
+    def _read(self, sha256: str) -> bytes:
+        try:
+            return self.zip_path(sha256).read_bytes()
+        except OSError as exc:
+            _raise_if_storage(exc, self.zips)
+            raise
 
     def task_dir(self, sha256: str, runtime: str) -> Path:
         return self.tasks / f"{sha256}-{runtime}"
@@ -195,7 +206,7 @@ class PackageStore:
         final = self.task_dir(sha256, runtime)
         if final.exists():
             return final
-        data = self.zip_path(sha256).read_bytes()
+        data = self._read(sha256)
         package, archive = self.check(data)
         with archive:
             self.require_room(self.tasks, package.unzipped_size, len(archive.infolist()))
@@ -210,7 +221,7 @@ class PackageStore:
     def verify_extract(self, sha256: str) -> None:
         """Extract a stored zip into a scratch directory and drop it: refuses what unpacking
         would refuse (links out of the tree, sizes that lie) when a layer is published."""
-        package, archive = self.check(self.zip_path(sha256).read_bytes())
+        package, archive = self.check(self._read(sha256))
         with archive:
             self.require_room(self.tasks, package.unzipped_size, len(archive.infolist()))
             with self._staged(self.tasks, ".verify-", directory=True) as scratch:
@@ -235,7 +246,7 @@ class PackageStore:
         with self._building(final, ".compose-") as staging:
             budget = self.limits.unzipped_bytes
             for sha256 in layer_shas:
-                package, archive = self.check(self.zip_path(sha256).read_bytes())
+                package, archive = self.check(self._read(sha256))
                 with archive:
                     self.require_room(self.tasks, package.unzipped_size, len(archive.infolist()))
                     budget -= _extract(archive, staging, budget, overlay=True)
