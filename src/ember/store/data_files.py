@@ -153,7 +153,7 @@ def _corrupt_message(path: Path, problem: str) -> str:
 # -- while running ------------------------------------------------------------------------------
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path | str) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -166,23 +166,22 @@ class DataFileWatch:
     that, `refuse_writes` raises until restart."""
 
     def __init__(self) -> None:
-        self._files: dict[Path, tuple[int, int]] = {}
-        self._groups: dict[Path, tuple[Path, ...]] = {}  # database -> itself and its side files
+        self._files: dict[str, tuple[int, int]] = {}
+        # database -> the files a commit writes to (itself and its -wal): checked after commits
+        self._commits: dict[Path, tuple[str, ...]] = {}
         self._lock = threading.Lock()
         self.fault: str | None = None
 
     def watch(self, database: Path) -> None:
         """Record the identity of `database` and of its -wal/-shm files that exist now (call it
         once the database is open and in WAL mode)."""
-        paths = [database, *(Path(str(database) + suffix) for suffix in SIDE_FILES)]
-        kept = []
+        paths = [str(database), *(str(database) + suffix for suffix in SIDE_FILES)]
         with self._lock:
             for path in paths:
                 identity = _identity(path)
                 if identity is not None:
                     self._files[path] = identity
-                    kept.append(path)
-            self._groups[database] = tuple(kept)
+            self._commits[database] = tuple(p for p in paths[:2] if p in self._files)
 
     def refuse_writes(self) -> None:
         if self.fault is not None:
@@ -191,7 +190,7 @@ class DataFileWatch:
     def confirm(self, database: Path) -> None:
         """After a commit to `database`: raise (and enter the fault) if the commit went into a
         file that is no longer the one at its path."""
-        self._check(self._groups.get(database, ()))
+        self._check(self._commits.get(database, ()))
         self.refuse_writes()
 
     def check_all(self) -> str | None:
@@ -199,7 +198,7 @@ class DataFileWatch:
         self._check(tuple(self._files))
         return self.fault
 
-    def _check(self, paths: tuple[Path, ...]) -> None:
+    def _check(self, paths: tuple[str, ...]) -> None:
         for path in paths:
             expected = self._files.get(path)
             now = _identity(path)
