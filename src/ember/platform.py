@@ -17,7 +17,7 @@ from ember.dispatch.invoker import Invoker
 from ember.functions.access_keys import AccessKeys
 from ember.functions.event_configs import EventConfigService
 from ember.functions.function_urls import FunctionUrlService
-from ember.functions.package_gc import Collected, PackageCollector, mounted_trees
+from ember.functions.package_gc import Collected, PackageCollector
 from ember.functions.packages import PackageStore
 from ember.functions.policies import PolicyService
 from ember.functions.service import FunctionService
@@ -145,7 +145,7 @@ class Platform:
         self.code_gc = PackageCollector(
             self.packages,
             self.store,
-            mounted=lambda: mounted_trees(instance.sandbox.pid for instance in list(self.pool.live)),
+            instance_pids=lambda: [instance.sandbox.pid for instance in self.pool.live],
             after=self._code_collected,
         )
         self.functions.collect = self.packages.on_leftover = self.code_gc.request

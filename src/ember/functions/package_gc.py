@@ -73,12 +73,14 @@ class PackageCollector:
         self,
         packages: PackageStore,
         store: Store,
-        mounted: Callable[[], set[str]] = set,
+        instance_pids: Callable[[], list[int]] = list,
         after: Callable[[Collected], None] | None = None,
     ) -> None:
         self.packages = packages
         self.store = store
-        self.mounted = mounted  # called on the event loop (it reads the worker pool)
+        self.instance_pids = (
+            instance_pids  # live sandboxes; called on the event loop (it reads the pool)
+        )
         self.after = after  # told about every collection that removed something
         self.runs = 0
         self.total_freed = 0
@@ -143,6 +145,10 @@ class PackageCollector:
                 self.after(result)
         return result
 
+    def collect_around(self, pids: list[int]) -> Collected:
+        """A collection that keeps the trees the given sandboxes have mounted."""
+        return self.collect(mounted_trees(pids))
+
     # -- when it runs ------------------------------------------------------------------------
 
     def request(self) -> None:
@@ -165,8 +171,8 @@ class PackageCollector:
                 await asyncio.sleep(DELAY_S)
             self._wake.clear()
             try:
-                mounted = self.mounted()
-                await asyncio.to_thread(self.collect, mounted)
+                pids = self.instance_pids()
+                await asyncio.to_thread(self.collect_around, pids)
             except Exception:
                 log.exception("code GC failed")
 
