@@ -47,8 +47,7 @@ def check_entry_count(data: bytes, limit: int) -> None:
     if declared > limit:
         raise TooManyEntries(limit)
     if data.count(_CENTRAL) > limit:
-        with memoryview(data) as view:
-            _walk(view[start : start + size], limit)
+        _walk(data, start, start + size, limit)
 
 
 def _directory(data: bytes) -> tuple[int, int, int]:
@@ -85,15 +84,15 @@ def _directory(data: bytes) -> tuple[int, int, int]:
     return entries, size, start
 
 
-def _walk(directory: memoryview, limit: int) -> int:
+def _walk(data: bytes, position: int, end: int, limit: int) -> None:
     """Count records as zipfile walks them (by size, not by the declared count)."""
-    position, count, size = 0, 0, len(directory)
-    while position < size:
+    count = 0
+    unpack, signature, fixed = _NAME_LENGTHS.unpack_from, _CENTRAL, _CENTRAL_SIZE
+    while position < end:
         if count >= limit:
             raise TooManyEntries(limit)
-        if size - position < _CENTRAL_SIZE or directory[position : position + 4] != _CENTRAL:
+        if end - position < fixed or not data.startswith(signature, position):
             raise MalformedZip("bad central directory record")
-        name, extra, comment = _NAME_LENGTHS.unpack_from(directory, position + 28)
-        position += _CENTRAL_SIZE + name + extra + comment
+        name, extra, comment = unpack(data, position + 28)
+        position += fixed + name + extra + comment
         count += 1
-    return count
