@@ -134,7 +134,8 @@ class LayerService:
                 )
                 return self.store.publish_layer_version(layer)
         except BaseException:
-            self.collect()  # whatever was stored for it and is not used
+            if self.packages.zip_path(sha256).exists():  # stored for it, maybe unused now
+                self.collect()
             raise
 
     def get(self, identifier: str, version: int) -> LayerVersion:

@@ -327,7 +327,8 @@ class FunctionService:
             with self.packages.holding(names), storing_code():
                 yield
         except BaseException:
-            self.collect()
+            if self.packages.zip_path(record.code_sha256).exists():  # something may be left to collect
+                self.collect()
             raise
 
     def forget_dirs(self, names: set[str]) -> None:
