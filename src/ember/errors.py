@@ -12,6 +12,8 @@ class EmberError(Exception):
 
     error_type = "ServiceException"
     status = 500
+    # Whether `status` stands even where the service model gives the error type another one.
+    fixed_status = False
 
     def __init__(self, message: str, **fields: object) -> None:
         super().__init__(message)
@@ -93,3 +95,25 @@ class PolicyLengthExceeded(EmberError):
 class ProvisionedConcurrencyConfigNotFound(EmberError):
     error_type = "ProvisionedConcurrencyConfigNotFoundException"
     status = 404
+
+
+class CodeStorageExceeded(EmberError):
+    """No room for more code: Lambda's error for an account over its code storage; Ember's code
+    storage is its disk, so a full disk under `code/` is reported this way."""
+
+    error_type = "CodeStorageExceededException"
+    status = 400
+
+
+class StorageUnavailable(EmberError):
+    """Ember cannot store what the request needs right now (its disk is full, or a data file
+    was deleted or replaced while running): 503, so clients see a server-side condition that
+    may pass, never an acknowledgement of a write that was not kept."""
+
+    error_type = "ServiceException"
+    status = 503
+    fixed_status = True
+
+
+class DiskFull(StorageUnavailable):
+    """A write failed because the disk holding the data directory is full (ENOSPC, SQLITE_FULL)."""

@@ -17,6 +17,7 @@ from ember.dispatch.invoker import Invoker
 from ember.functions.access_keys import AccessKeys
 from ember.functions.event_configs import EventConfigService
 from ember.functions.function_urls import FunctionUrlService
+from ember.functions.package_gc import Collected, PackageCollector
 from ember.functions.packages import PackageStore
 from ember.functions.policies import PolicyService
 from ember.functions.service import FunctionService
@@ -30,6 +31,8 @@ from ember.observe.traces import TraceRecorder
 from ember.runtime_catalog import Runtime, discover
 from ember.sandbox.sandbox import SandboxManager
 from ember.settings import Settings
+from ember.store.data_files import DATABASES, DataFileWatch, check_at_start
+from ember.store.reserve import SpaceReserve
 from ember.store.sqlite import SqliteStore
 from ember.worker import runtime_sdk
 from ember.worker.pool import WorkerPool, interpreter_of
@@ -37,6 +40,8 @@ from ember.worker.pool import WorkerPool, interpreter_of
 log = logging.getLogger(__name__)
 
 LOG_SWEEP_INTERVAL_S = 300
+DATA_FILE_CHECK_S = 1.0  # how often the data files' inodes are compared (a few stat calls)
+RESERVE_CHECK_S = 10.0  # how often a released space reserve is made again, when there is room
 
 
 def _secret(path: Path) -> bytes:
@@ -62,8 +67,12 @@ class Platform:
     def __init__(self, settings: Settings, runtimes: dict[str, Runtime] | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Missing, orphaned or corrupt databases stop the start here (DataFileError names them).
+        self.data_check = check_at_start(settings.data_dir)
+        self.data_files = DataFileWatch()
+        self.reserve = SpaceReserve(settings.data_dir)
         self.secret = _secret(settings.data_dir / "secret.key")
-        self.store = SqliteStore(settings.db_path)
+        self.store = SqliteStore(settings.db_path, self.data_files, self.reserve)
         self.access_keys = AccessKeys(self.store, settings)
         self.packages = PackageStore(settings.code_dir, settings.limits)
         self.runtimes = discover() if runtimes is None else runtimes
@@ -111,7 +120,7 @@ class Platform:
         self.function_urls = FunctionUrlService(self.functions, self.store)
         self.functions.change_listeners += [self.policies.forget, self.function_urls.forget]
         self.functions.removal_listeners += [self.policies.removed, self.function_urls.removed]
-        self.event_queue = EventQueue(settings.data_dir / "queue.sqlite3")
+        self.event_queue = EventQueue(settings.data_dir / "queue.sqlite3", self.data_files)
         self.dispatcher = AsyncDispatcher(
             self.event_queue,
             self.invoker,
@@ -130,6 +139,21 @@ class Platform:
         )
         if settings.hooks:  # off only to measure what the hooks cost (bench/hooks_cost.py)
             self.invoker.hooks.append(self.metrics.observe)
+        for name in DATABASES:  # all open now, in WAL mode: their inodes are the ones to keep
+            self.data_files.watch(settings.data_dir / name)
+        self.reserve.ensure()
+        self.code_gc = PackageCollector(
+            self.packages,
+            self.store,
+            instance_pids=lambda: [instance.sandbox.pid for instance in self.pool.live],
+            after=self._code_collected,
+        )
+        self.functions.collect = self.packages.on_leftover = self.code_gc.request
+        self.code_gc.collect()  # nothing runs yet: whatever no record uses goes now
+
+    def _code_collected(self, collected: Collected) -> None:
+        self.functions.forget_dirs(set(collected.trees))
+        self.reserve.ensure()
 
     async def start(self) -> None:
         """Start background parts: the idle reaper, zygotes and blank sandboxes."""
@@ -138,11 +162,24 @@ class Platform:
         self.traces.start()
         self.dispatcher.start()
         self.metrics.start()
+        self.code_gc.start()
         loop = asyncio.get_running_loop()
         self._background = [
             loop.create_task(self._prepare_sandboxes()),
             loop.create_task(self._sweep_logs()),
+            loop.create_task(self._watch_data_files()),
         ]
+
+    async def _watch_data_files(self) -> None:
+        """Notice a data file deleted or replaced under the running server (writes are then
+        refused); make the space reserve again once there is room."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(DATA_FILE_CHECK_S)
+            self.data_files.check_all()
+            ticks += 1
+            if ticks % int(RESERVE_CHECK_S / DATA_FILE_CHECK_S) == 0 and not self.reserve.held:
+                await asyncio.to_thread(self.reserve.ensure)
 
     async def _sweep_logs(self) -> None:
         """Enforce log groups' retention periods."""
@@ -165,6 +202,8 @@ class Platform:
     async def stop(self) -> None:
         for task in self._background:
             task.cancel()
+        with contextlib.suppress(Exception):
+            await self.code_gc.stop()
         with contextlib.suppress(Exception):
             await self.dispatcher.stop()
         with contextlib.suppress(Exception):

@@ -19,6 +19,7 @@ from ember.api.app import build_app
 from ember.api.http_protocol import CoalescingHttpProtocol
 from ember.platform import Platform
 from ember.settings import Settings
+from ember.store.data_files import DataFileError
 
 
 class DataDirBusy(Exception):
@@ -125,7 +126,7 @@ def run(settings: Settings) -> int:
                 uvloop.run(serve(settings))
             except ImportError:  # pragma: no cover - uvloop is a dependency
                 asyncio.run(serve(settings))
-    except DataDirBusy as busy:
-        print(f"ember: {busy}", file=sys.stderr)
+    except (DataDirBusy, DataFileError) as refused:
+        print(f"ember: {refused}", file=sys.stderr)
         return 1
     return 0

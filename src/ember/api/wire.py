@@ -162,7 +162,7 @@ def serialize(model: ServiceModel, route: Route, result: dict[str, Any] | None) 
 def error_response(error: EmberError, model: ServiceModel | None = None) -> Response:
     """AWS's error form: the status, `X-Amzn-ErrorType`, and `{"Type", "message"}`."""
     status = error.status
-    if model is not None:
+    if model is not None and not error.fixed_status:
         status = model.error_status(error.error_type) or status
     body: dict[str, Any] = {
         "Type": "User" if status < 500 else "Service",

@@ -134,6 +134,9 @@ class AsyncDispatcher:
         event = NewEvent(str(uuid.uuid4()), function, qualifier, payload, trace_id)
         try:
             stored = await self.queue.enqueue(event)
+        except EmberError:  # already says what went wrong (disk full, a data file lost)
+            log.exception("could not store an asynchronous event for %s", function)
+            raise
         except Exception as exc:
             log.exception("could not store an asynchronous event for %s", function)
             raise ServiceError(f"Ember could not store the event: {exc}") from exc

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ember.store.sqlite import connect, migrate
+from ember.errors import EmberError
+from ember.store.data_files import DataFileWatch
+from ember.store.sqlite import connect, disk_full_error, is_disk_full, migrate
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +89,9 @@ def _rollback(c: sqlite3.Connection) -> None:
 
 
 class EventQueue:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, watch: DataFileWatch | None = None) -> None:
+        self._path = path
+        self._watch = watch
         self._writer_conn = connect(path)
         self._writer_conn.execute("PRAGMA synchronous=FULL")
         self._writer_conn.execute("BEGIN IMMEDIATE")
@@ -120,6 +124,12 @@ class EventQueue:
     def _commit(self, batch: list[_Job]) -> None:
         c = self._writer_conn
         try:
+            self._refuse_in_fault()
+        except EmberError as fault:
+            for job in batch:
+                job.loop.call_soon_threadsafe(_settle, job.future, None, fault)
+            return
+        try:
             c.execute("BEGIN IMMEDIATE")
             results = [job.operation(c) for job in batch]
             c.execute("COMMIT")
@@ -128,8 +138,7 @@ class EventQueue:
             for job in batch:  # isolate the failure: every other operation still commits
                 self._commit_one(job)
             return
-        for job, result in zip(batch, results, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+        self._settle_committed(batch, results)
 
     def _commit_one(self, job: _Job) -> None:
         c = self._writer_conn
@@ -139,9 +148,27 @@ class EventQueue:
             c.execute("COMMIT")
         except Exception as exc:
             _rollback(c)
-            job.loop.call_soon_threadsafe(_settle, job.future, None, exc)
+            error: BaseException = disk_full_error(self._path) if is_disk_full(exc) else exc
+            job.loop.call_soon_threadsafe(_settle, job.future, None, error)
             return
-        job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+        self._settle_committed([job], [result])
+
+    def _refuse_in_fault(self) -> None:
+        if self._watch is not None:
+            self._watch.refuse_writes()
+
+    def _settle_committed(self, batch: list[_Job], results: list[Any]) -> None:
+        """Resolve the futures of a committed batch, once the queue file is confirmed to be
+        the one at its path: a commit into a deleted or replaced file is an error, never a 202."""
+        try:
+            if self._watch is not None:
+                self._watch.confirm(self._path)
+        except EmberError as fault:
+            for job in batch:
+                job.loop.call_soon_threadsafe(_settle, job.future, None, fault)
+            return
+        for job, result in zip(batch, results, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
 
     async def _submit(self, operation: Operation) -> Any:
         loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ import hashlib
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from ember.errors import (
     ResourceNotFound,
 )
 from ember.functions.model import LayerRef
-from ember.functions.packages import PackageStore
+from ember.functions.packages import PackageStore, storing_code
 from ember.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class LayerService:
         self.settings = settings
         self.store = store
         self.packages = packages
+        self.collect: Callable[[], None] = lambda: None  # asks for a garbage collection of code
 
     # -- naming --------------------------------------------------------------------------
 
@@ -108,25 +110,33 @@ class LayerService:
 
     def publish(self, identifier: str, zip_bytes: bytes, fields: dict[str, Any]) -> LayerVersion:
         name = self.layer_name(identifier)
-        fresh = not self.packages.zip_path(hashlib.sha256(zip_bytes).hexdigest()).exists()
-        package = self.packages.put(zip_bytes)
+        sha256 = hashlib.sha256(zip_bytes).hexdigest()
         try:
-            self.packages.verify_extract(package.sha256)
-        except InvalidParameterValue:
-            if fresh:  # the same bytes always fail the same way: nothing can use this zip
-                self.packages.zip_path(package.sha256).unlink(missing_ok=True)
+            # Garbage collection keeps away from the zip until the layer version is stored.
+            with self.packages.holding([sha256]), storing_code():
+                fresh = not self.packages.zip_path(sha256).exists()
+                package = self.packages.put(zip_bytes)
+                try:
+                    self.packages.verify_extract(package.sha256)
+                except InvalidParameterValue:
+                    if fresh:  # the same bytes always fail the same way: nothing can use this zip
+                        self.packages.zip_path(package.sha256).unlink(missing_ok=True)
+                    raise
+                self.store.add_code_package(package.sha256, package.size, package.unzipped_size)
+                layer = LayerVersion(
+                    name=name,
+                    version=0,  # the store assigns the next number
+                    sha256=package.sha256,
+                    code_size=package.size,
+                    unzipped_size=package.unzipped_size,
+                    created=time.time(),
+                    **fields,
+                )
+                return self.store.publish_layer_version(layer)
+        except BaseException:
+            if self.packages.zip_path(sha256).exists():  # stored for it, maybe unused now
+                self.collect()
             raise
-        self.store.add_code_package(package.sha256, package.size, package.unzipped_size)
-        layer = LayerVersion(
-            name=name,
-            version=0,  # the store assigns the next number
-            sha256=package.sha256,
-            code_size=package.size,
-            unzipped_size=package.unzipped_size,
-            created=time.time(),
-            **fields,
-        )
-        return self.store.publish_layer_version(layer)
 
     def get(self, identifier: str, version: int) -> LayerVersion:
         layer = self.store.get_layer_version(self.layer_name(identifier), version)
@@ -145,6 +155,7 @@ class LayerService:
     def delete(self, identifier: str, version: int) -> None:
         """Idempotent, as Lambda's: deleting a version that does not exist succeeds."""
         self.store.delete_layer_version(self.layer_name(identifier), version)
+        self.collect()  # its zip may be unused now
 
     def versions(
         self, identifier: str, runtime: str | None, architecture: str | None

@@ -6,12 +6,14 @@ rejected request leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +30,7 @@ from ember.errors import (
 )
 from ember.functions.layers import LayerService
 from ember.functions.model import LATEST, Alias, FunctionRecord
-from ember.functions.packages import Package, PackageStore
+from ember.functions.packages import Package, PackageStore, storing_code
 from ember.runtime_catalog import Runtime
 from ember.settings import Settings
 from ember.store.base import Store
@@ -110,6 +112,9 @@ class FunctionService:
         self.layers = LayerService(settings, store, packages)
         self._opt_dirs: dict[tuple[tuple[str, ...], str], str] = {}
         self._aliases: dict[tuple[str, str], Alias] = {}
+        # Asks for a garbage collection of stored code soon (set by the platform).
+        self.collect: Callable[[], None] = lambda: None
+        self.layers.collect = lambda: self.collect()
 
     # -- naming --------------------------------------------------------------------------
 
@@ -219,9 +224,10 @@ class FunctionService:
         )
         self._check(record)
         self._check_unzipped(record, package.unzipped_size)
-        self._install(zip_bytes, record)
-        self.opt_dir(record)  # composes the layers now: their problems surface here
-        self.store.create_function(record)
+        with self._storing(record):
+            self._install(zip_bytes, record)
+            self.opt_dir(record, fresh=True)  # composes the layers now: their problems surface here
+            self.store.create_function(record)
         self._version(record.name, LATEST, weighted=False)  # cached now, not on the first invoke
         return record
 
@@ -240,9 +246,11 @@ class FunctionService:
         self._check_unzipped(record, package.unzipped_size)
         if dry_run:
             return record
-        self._install(zip_bytes, record)
-        self.store.update_function(record, revision_id)
+        with self._storing(record):
+            self._install(zip_bytes, record)
+            self.store.update_function(record, revision_id)
         self._changed(record.name)
+        self.collect()  # the previous code may be unused now
         return record
 
     def update_configuration(
@@ -257,11 +265,14 @@ class FunctionService:
         self._check(record)
         if record.layers != current.layers:
             self._check_unzipped(record, self.packages.declared_size(record.code_sha256))
-        if record.runtime != current.runtime:
-            self._unpack(record)
-        self.opt_dir(record)
-        self.store.update_function(record, revision_id)
+        with self._storing(record):
+            if record.runtime != current.runtime:
+                self._unpack(record)
+            self.opt_dir(record, fresh=True)
+            self.store.update_function(record, revision_id)
         self._changed(record.name)
+        if record.runtime != current.runtime or record.layers != current.layers:
+            self.collect()  # the previous runtime's tree or layers' composition may be unused now
         return record
 
     def delete(self, identifier: str, qualifier: str | None) -> None:
@@ -282,6 +293,7 @@ class FunctionService:
             listener(ref.name, version)
         if not version:
             self._changed(ref.name)
+        self.collect()  # its code may be unused now
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -302,6 +314,31 @@ class FunctionService:
         self.forget(name)
         for listener in self.change_listeners:
             listener(name)
+
+    @contextlib.contextmanager
+    def _storing(self, record: FunctionRecord) -> Iterator[None]:
+        """Around storing a record's code and the record: garbage collection keeps away from
+        its code until the record is stored; a full disk is CodeStorageExceeded; on failure
+        whatever was written for it and is not used is collected."""
+        names = self.packages.names_for(
+            record.code_sha256, record.runtime, tuple(layer.sha256 for layer in record.layers)
+        )
+        try:
+            with self.packages.holding(names), storing_code():
+                yield
+        except BaseException:
+            if self.packages.zip_path(record.code_sha256).exists():  # something may be left to collect
+                self.collect()
+            raise
+
+    def forget_dirs(self, names: set[str]) -> None:
+        """Drop cached paths of unpacked trees that garbage collection removed."""
+        for key, path in list(self._task_dirs.items()):
+            if os.path.basename(path) in names:
+                self._task_dirs.pop(key, None)
+        for opt_key, path in list(self._opt_dirs.items()):
+            if os.path.basename(path) in names:
+                self._opt_dirs.pop(opt_key, None)
 
     def _install(self, zip_bytes: bytes, record: FunctionRecord) -> Package:
         fresh = not self.packages.zip_path(record.code_sha256).exists()
@@ -348,13 +385,14 @@ class FunctionService:
                 f"bytes. The actual size is {total} bytes."
             )
 
-    def opt_dir(self, record: FunctionRecord) -> str | None:
-        """The composed, read-only layers directory mounted at /opt (None without layers)."""
+    def opt_dir(self, record: FunctionRecord, fresh: bool = False) -> str | None:
+        """The composed, read-only layers directory mounted at /opt (None without layers);
+        `fresh` composes it if it is missing even when a path is cached."""
         if not record.layers:
             return None
         key = (tuple(layer.sha256 for layer in record.layers), record.runtime)
         path = self._opt_dirs.get(key)
-        if path is None:
+        if path is None or fresh:
             runtime = self.runtimes[record.runtime]
             path = str(self.packages.compose(key[0], record.runtime, runtime.executable))
             self._opt_dirs[key] = path

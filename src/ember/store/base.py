@@ -10,6 +10,7 @@ from ember.functions.model import Alias, FunctionRecord, ProvisionedConfig
 if TYPE_CHECKING:
     from ember.functions.access_keys import AccessKey
     from ember.functions.layers import LayerVersion
+    from ember.store.sqlite import CodeReferences
 
 
 class Store(Protocol):
@@ -34,6 +35,12 @@ class Store(Protocol):
 
     def code_usage(self) -> tuple[int, int]:
         """(number of functions, total stored code bytes)."""
+
+    def code_references(self) -> CodeReferences:
+        """Every stored zip and unpacked tree some function version or layer version uses."""
+
+    def forget_code_packages(self, shas: list[str]) -> None:
+        """Drop the records of packages whose zips were garbage-collected."""
 
     def put_event_config(self, function: str, qualifier: str, config: dict[str, Any], now: float) -> None: ...
 

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from ember.errors import PreconditionFailed, ResourceConflict, ResourceNotFound
+from ember.errors import DiskFull, PreconditionFailed, ResourceConflict, ResourceNotFound
 from ember.functions.access_keys import AccessKey
 from ember.functions.layers import LayerVersion
 from ember.functions.model import LATEST, Alias, FunctionRecord, ProvisionedConfig
+from ember.store.data_files import DataFileWatch
+from ember.store.reserve import SpaceReserve
+
+T = TypeVar("T")
 
 # Sorts $LATEST before published versions, and those by number.
 _VERSION_ORDER = "(CASE WHEN version = '$LATEST' THEN -1 ELSE CAST(version AS INTEGER) END)"
@@ -49,10 +56,44 @@ def transaction(conn: sqlite3.Connection, lock: AbstractContextManager[Any]) -> 
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # A failed COMMIT (disk full) may leave the transaction open: left so, every later
+            # BEGIN on this connection would fail, long after the disk has room again.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a write failed because the disk is full (SQLite's SQLITE_FULL, or ENOSPC/EDQUOT)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(path: Path) -> DiskFull:
+    """The error for a write to `path` that found the disk full: it says which disk and what helps."""
+    try:
+        st = os.statvfs(path.parent)
+        free = f"{st.f_bavail * st.f_frsize // 1024} KiB and {st.f_favail} inodes free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(
+        f"Ember's disk is full: {path} could not be written (no space left on the device holding "
+        f"{path.parent}; {free}). Free disk space, or delete functions, versions or layers that are "
+        "no longer needed (their code is reclaimed), then retry."
+    )
+
+
+@dataclass
+class CodeReferences:
+    """What stored code is in use: zips by sha256, unpacked trees by directory name."""
+
+    zips: set[str] = field(default_factory=set)
+    task_trees: set[tuple[str, str]] = field(default_factory=set)  # (code sha256, runtime)
+    layer_trees: set[tuple[tuple[str, ...], str]] = field(default_factory=set)  # (layer shas, runtime)
 
 
 def migrate(c: sqlite3.Connection, kind: str) -> None:
@@ -75,17 +116,46 @@ class SqliteStore:
     Reads and metadata writes take microseconds, so the event loop calls them directly.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, watch: DataFileWatch | None = None, reserve: SpaceReserve | None = None) -> None:
+        self._path = path
         self._conn = connect(path)
         self._lock = threading.RLock()
+        self._watch = watch
+        self._reserve = reserve
         self._migrate()
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self._conn, self._lock)
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: refused while the data files are in a fault; a full disk is a
+        DiskFull naming it; after the commit the file is confirmed to be still the one at its
+        path (else the write is reported as failed, never acknowledged)."""
+        if self._watch is not None:
+            self._watch.refuse_writes()
+        try:
+            with transaction(self._conn, self._lock) as c:
+                yield c
+        except sqlite3.Error as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self._path) from exc
+            raise
+        if self._watch is not None:
+            self._watch.confirm(self._path)
+
+    def _freeing(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """A write that frees space (a delete): when the disk is full, the space reserve is
+        released and it runs once more, so deleting works on a full disk."""
+        try:
+            with self._tx() as c:
+                return work(c)
+        except DiskFull:
+            if self._reserve is None or not self._reserve.release():
+                raise
+        with self._tx() as c:
+            return work(c)
 
     def _migrate(self) -> None:
         with self._tx() as c:
@@ -149,13 +219,15 @@ class SqliteStore:
         )
 
     def delete_function(self, name: str) -> bool:
-        with self._tx() as c:
+        def work(c: sqlite3.Connection) -> bool:
             cur = c.execute("DELETE FROM functions WHERE name = ?", (name,))
             c.execute("DELETE FROM event_invoke_configs WHERE function = ?", (name,))
             for table in ("version_counters", "aliases", "reserved_concurrency", "provisioned_concurrency",
                           "function_policies", "function_tags", "function_urls"):
                 c.execute(f"DELETE FROM {table} WHERE function = ?", (name,))
             return cur.rowcount > 0
+
+        return self._freeing(work)
 
     def list_functions(self, after: str | None, limit: int) -> list[FunctionRecord]:
         with self._lock:
@@ -227,7 +299,8 @@ class SqliteStore:
 
     def delete_version(self, name: str, version: str) -> bool:
         """Delete one published version; ResourceConflict while an alias routes to it."""
-        with self._tx() as c:
+
+        def work(c: sqlite3.Connection) -> bool:
             users = [
                 alias
                 for alias, primary, weights in c.execute(
@@ -243,6 +316,8 @@ class SqliteStore:
             c.execute("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", (name, version))
             c.execute("DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (name, version))
             return cur.rowcount > 0
+
+        return self._freeing(work)
 
     # -- aliases -----------------------------------------------------------------------------
 
@@ -362,6 +437,31 @@ class SqliteStore:
                 " ON CONFLICT (sha256) DO NOTHING",
                 (sha256, size, unzipped, time.time()),
             )
+
+    def code_references(self) -> CodeReferences:
+        """Every zip and unpacked tree a function version or layer version uses (a function's
+        layers count even when their layer version was deleted: it keeps working)."""
+        refs = CodeReferences()
+        with self._lock:
+            functions = self._conn.execute("SELECT config FROM functions").fetchall()
+            layers = self._conn.execute("SELECT config FROM layer_versions").fetchall()
+        for (config,) in functions:
+            data = orjson.loads(config)
+            runtime = str(data.get("runtime", ""))
+            refs.zips.add(str(data["code_sha256"]))
+            refs.task_trees.add((str(data["code_sha256"]), runtime))
+            shas = tuple(str(layer["sha256"]) for layer in data.get("layers") or ())
+            if shas:
+                refs.zips.update(shas)
+                refs.layer_trees.add((shas, runtime))
+        for (config,) in layers:
+            refs.zips.add(str(orjson.loads(config)["sha256"]))
+        return refs
+
+    def forget_code_packages(self, shas: list[str]) -> None:
+        """Drop the rows of packages whose zips were collected."""
+        if shas:
+            self._freeing(lambda c: c.executemany("DELETE FROM code_packages WHERE sha256 = ?", [(s,) for s in shas]))
 
     def code_usage(self) -> tuple[int, int]:
         with self._lock:
@@ -543,9 +643,11 @@ class SqliteStore:
         return [LayerVersion.from_json(orjson.loads(r[0])) for r in rows]
 
     def delete_layer_version(self, name: str, version: int) -> bool:
-        with self._tx() as c:
+        def work(c: sqlite3.Connection) -> bool:
             cur = c.execute("DELETE FROM layer_versions WHERE name = ? AND version = ?", (name, version))
             return cur.rowcount > 0
+
+        return self._freeing(work)
 
     def get_layer_policy(self, name: str, version: int) -> tuple[list[dict[str, Any]], str] | None:
         with self._lock:
