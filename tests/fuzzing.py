@@ -709,7 +709,9 @@ class ModelFuzzer:
             self.values.optional = 0.0 if plain else 0.3
             self.values.operation = operation
             params = self.values.structure(model.input_shape, 0)
-            for _ in range(0 if unmutated else self.rng.choice([0, 1] if plain else [1, 1, 2, 3])):
+            for _ in range(
+                0 if unmutated else self.rng.choice([0, 1] if plain else [0, 1, 1, 2, 3])
+            ):
                 self.values.mutate(params, model.input_shape)
         self.last = Sent()
         status: int | None
