@@ -235,7 +235,7 @@ def client(endpoint: str, service: str, validate: bool = False) -> Any:
 # ---------------------------------------------------------------------------------- values
 
 
-def _foreign_arns(seeds: Seeds) -> list[str]:
+def _foreign_arns() -> list[str]:
     """ARNs that name the seeds in another partition, region or account, or malformed."""
     fn = FUNCTION
     return [
@@ -375,7 +375,7 @@ class Values:
     def __init__(self, rng: random.Random, seeds: Seeds) -> None:
         self.rng = rng
         self.seeds = seeds
-        self.foreign = _foreign_arns(seeds)
+        self.foreign = _foreign_arns()
         self.optional = 0.3  # the share of optional members a plausible structure carries
         self.operation = ""  # the operation being built
 
