@@ -318,3 +318,16 @@ def test_a_body_that_is_broken_http_is_no_unhandled_error(lam_raw: Any, server: 
     assert answer.startswith(b"HTTP/1.1 400")
     time.sleep(0.5)  # the app sees the disconnect after uvicorn answered
     assert server.log().count("unhandled error") == before
+
+
+def test_function_versions_past_64_bits_are_just_not_found(lam_raw: Any) -> None:
+    name = deploy(lam_raw, CODE, prefix="bigversion")
+    huge = "9" * 30
+    for call in (
+        lambda: lam_raw.get_function(FunctionName=name, Qualifier=huge),
+        lambda: lam_raw.get_function(FunctionName=f"{name}:{huge}"),
+        lambda: lam_raw.delete_function(FunctionName=name, Qualifier=huge),
+        lambda: lam_raw.invoke(FunctionName=name, Qualifier=huge, Payload=b"{}"),
+    ):
+        status, code, message = refused(call)
+        assert (status, code) == (404, "ResourceNotFoundException"), message

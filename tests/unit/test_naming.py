@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ember.functions.naming import MAX_VERSION, version_number
+from ember.functions.naming import MAX_VERSION, names_a_version, version_number
 
 
 @pytest.mark.parametrize("text, number", [("1", 1), ("007", 7), (str(MAX_VERSION), MAX_VERSION)])
@@ -30,3 +30,8 @@ def test_numbers(text: str, number: int) -> None:
 )
 def test_not_numbers(text: str) -> None:
     assert version_number(text) is None
+
+
+def test_a_version_is_ascii_digits_of_any_length() -> None:
+    assert names_a_version("9" * 30)  # a version (not an alias) that exists nowhere
+    assert not names_a_version("\u00b2") and not names_a_version("live") and not names_a_version("")

@@ -9,10 +9,15 @@ PARTITION = "aws"  # every ARN Ember writes is in it; ARNs of other partitions n
 MAX_VERSION = 2**63 - 1  # the largest INTEGER SQLite stores: a larger number names nothing stored
 
 
+def names_a_version(qualifier: str) -> bool:
+    """Whether a qualifier is a version number (ASCII digits), not an alias or $LATEST."""
+    return qualifier.isascii() and qualifier.isdigit()
+
+
 def version_number(text: str) -> int | None:
     """A published version's number as written in a qualifier, marker or ARN; None for text
     that is not one (ASCII digits only: '²'.isdigit() is true) or past what can be stored."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19:  # int() refuses 4,300 digits
+    if not names_a_version(text) or len(text) > 19:  # int() refuses 4,300 digits
         return None
     number = int(text)
     return number if number <= MAX_VERSION else None

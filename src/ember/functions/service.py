@@ -28,7 +28,7 @@ from ember.errors import (
 )
 from ember.functions.layers import LayerService
 from ember.functions.model import LATEST, Alias, FunctionRecord
-from ember.functions.naming import PARTITION, version_number
+from ember.functions.naming import PARTITION, names_a_version
 from ember.functions.packages import Package, PackageStore
 from ember.runtime_catalog import Runtime
 from ember.settings import Settings
@@ -182,7 +182,7 @@ class FunctionService:
 
     def _version(self, name: str, qualifier: str, weighted: bool) -> FunctionRecord:
         version = qualifier
-        if qualifier != LATEST and version_number(qualifier) is None:
+        if qualifier != LATEST and not names_a_version(qualifier):
             alias = self.alias(name, qualifier)
             if alias is None:
                 raise ResourceNotFound(f"Function not found: {self.arn(name, qualifier)}")
@@ -282,7 +282,7 @@ class FunctionService:
         version = qualifier or ref.qualifier
         if version == LATEST:
             raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
-        if version and version_number(version) is None:
+        if version and not names_a_version(version):
             raise InvalidParameterValue("Deletion of aliases is not supported.")
         if version:
             if not self.store.delete_version(ref.name, version):

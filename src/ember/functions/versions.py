@@ -20,7 +20,7 @@ from ember.errors import (
     ValidationError,
 )
 from ember.functions.model import LATEST, Alias, FunctionRecord
-from ember.functions.naming import version_number
+from ember.functions.naming import names_a_version, version_number
 from ember.functions.service import FunctionService
 from ember.store.base import Store
 
@@ -173,7 +173,7 @@ class VersionService:
         if len(alias.weights) > 1:
             raise InvalidParameterValue("Number of items in AdditionalVersionWeights cannot be greater than 1")
         for extra, weight in alias.weights.items():
-            if not (extra.isascii() and extra.isdigit()):
+            if not names_a_version(extra):
                 raise ValidationError(
                     f"1 validation error detected: Value '{{{extra}={weight}}}' at "
                     "'routingConfig.additionalVersionWeights' failed to satisfy constraint: Map keys must "
