@@ -10,7 +10,8 @@ Prints what was sent and answered, every distinct finding (a 5xx other than an h
 answer, an unparseable answer) with the request that caused it, the server log's tracebacks, and
 how deep it got per implemented operation (requests, 2xx answers). Writes
 bench/results/fuzz.json; exits 1 when it found anything. Replay a finding with its seed:
-`--seed <n> --duration 0` runs one round.
+`--seed <n> --duration 0` runs one round. `--workers N` runs N fuzzers at once (seeds n..n+N-1),
+which also races requests on the same resources.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from common import REPO_DIR, EmberServer, print_table, write_results
@@ -36,12 +38,23 @@ def runtime_of(server: EmberServer) -> str:
     return next((r for r in preferred if r in runtimes), runtimes[0])
 
 
+def fuzz_once(
+    endpoint: str, runtime: str, seed: int, model: int, raw: int, until: float | None
+) -> fuzzing.Tally:
+    tally = fuzzing.ModelFuzzer(endpoint, seed, runtime).run(model, until)
+    tally.add(fuzzing.RawFuzzer(endpoint, seed).run(raw, until))
+    return tally
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of fuzzing")
     parser.add_argument("--seed", type=int, default=1, help="the first round's seed")
     parser.add_argument("--round", type=int, default=4000, help="requests per round")
     parser.add_argument("--raw-share", type=float, default=0.25, help="raw HTTP share of a round")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="fuzzers at once (each its own seed): races too"
+    )
     args = parser.parse_args(argv)
 
     tally = fuzzing.Tally()
@@ -55,13 +68,19 @@ def main(argv: list[str]) -> int:
         seed = args.seed
         while True:
             raw = int(args.round * args.raw_share)
-            model = fuzzing.ModelFuzzer(server.endpoint, seed, runtime)
-            tally.add(model.run(args.round - raw, deadline if seeds else None))
-            tally.add(
-                fuzzing.RawFuzzer(server.endpoint, seed).run(raw, deadline if seeds else None)
-            )
-            seeds.append(seed)
-            seed += 1
+            until = deadline if seeds else None  # the first round always runs whole
+            round_seeds = list(range(seed, seed + args.workers))
+            with ThreadPoolExecutor(args.workers) as pool:
+                parts = [
+                    pool.submit(
+                        fuzz_once, server.endpoint, runtime, s, args.round - raw, raw, until
+                    )
+                    for s in round_seeds
+                ]
+                for part in parts:
+                    tally.add(part.result())
+            seeds.extend(round_seeds)
+            seed += args.workers
             print(f"round {len(seeds)} (seed {seeds[-1]}): {tally.summary()}", file=sys.stderr)
             if time.monotonic() >= deadline:
                 break

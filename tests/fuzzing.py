@@ -45,6 +45,7 @@ LAYER = "fuzz-layer"
 LOG_GROUP = "/fuzz/group"
 LOG_STREAM = "fuzz-stream"
 SERVICES = ("lambda", "logs", "cloudwatch")
+RACES = {"ResourceConflictException", "ResourceAlreadyExistsException", "ResourceNotFoundException"}
 HANDLER_SOURCE = "def handler(event, context):\n    return event\n"
 
 
@@ -150,7 +151,17 @@ class Seeds:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:layer:{LAYER}:{self.layer_version}"
 
     def ensure(self) -> None:
-        """Create whatever of the seeds is missing (a mutated request may have deleted it)."""
+        """Create whatever of the seeds is missing (a mutated request may have deleted it).
+        Fuzzers running side by side share the seeds: one racing another is no failure."""
+        for _ in range(3):
+            try:
+                self._ensure()
+                return
+            except botocore.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in RACES:
+                    raise
+
+    def _ensure(self) -> None:
         lam = self.lam
         try:
             lam.get_function(FunctionName=FUNCTION)
