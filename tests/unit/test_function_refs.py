@@ -99,3 +99,27 @@ def test_last_modified_format() -> None:
     assert timestamp(0) == "1970-01-01T00:00:00.000+0000"
     assert timestamp(1709296496.789) == "2024-03-01T12:34:56.789+0000"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000", timestamp(1_800_000_000.5))
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        "arn:aws-cn:lambda:us-east-1:000000000000:function:my-function",  # another partition
+        "arn:aws-us-gov:lambda:us-east-1:000000000000:function:my-function:live",
+        "arn::lambda:us-east-1:000000000000:function:my-function",  # the model allows it empty
+        "arn:aws:lambda:us-east-1:000000000000:function:my-function:live:extra",
+        "arn:aws:lambda:us-east-1:000000000000:layer:my-function:1",
+        "function:my-function:live",  # no form Lambda documents
+        "us-east-1:000000000000:function:my-function",
+    ],
+)
+def test_arns_that_name_nothing_here_are_not_found(service: FunctionService, identifier: str) -> None:
+    # Never read as a local function (`arn` with qualifier `aws-cn:lambda:...`, say).
+    with pytest.raises(ResourceNotFound):
+        service.parse_ref(identifier)
+
+
+def test_another_region_is_answered_in_aws_words(service: FunctionService) -> None:
+    with pytest.raises(ResourceNotFound) as caught:
+        service.parse_ref("arn:aws:lambda:eu-west-1:000000000000:function:my-function")
+    assert caught.value.message == "Functions from 'eu-west-1' are not reachable in this region ('us-east-1')"

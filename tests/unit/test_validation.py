@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ember.api.service_model import ServiceModel, load
-from ember.api.validation import validate
+from ember.api.validation import drop_nulls, validate
 from ember.errors import ValidationError
 
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
@@ -177,3 +177,62 @@ def test_other_operations(model: ServiceModel) -> None:
     validate(model, "UpdateFunctionCodeRequest", {"FunctionName": "f", "ZipFile": b"z", "DryRun": True})
     assert "at 'functionName'" in problems(model, "GetFunctionRequest", {"FunctionName": "a b"})
     assert "at 'qualifier'" in problems(model, "GetFunctionRequest", {"FunctionName": "f", "Qualifier": "no spaces"})
+
+
+# -- a value must fit its shape's type; nulls -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, params, fragment",
+    [
+        # `integer` is 32 bits, `long` 64 (SQLite's INTEGER): past them fails like a max/min trait.
+        ("PutFunctionConcurrencyRequest", {"FunctionName": "f", "ReservedConcurrentExecutions": 2**31},
+         "Value '2147483648' at 'reservedConcurrentExecutions' failed to satisfy constraint: "
+         "Member must have value less than or equal to 2147483647"),
+        ("GetLayerVersionRequest", {"LayerName": "l", "VersionNumber": 2**63},
+         "Value '9223372036854775808' at 'versionNumber' failed to satisfy constraint: "
+         "Member must have value less than or equal to 9223372036854775807"),
+        ("GetLayerVersionRequest", {"LayerName": "l", "VersionNumber": -(2**63) - 1},
+         "Member must have value greater than or equal to -9223372036854775808"),
+        # JSON parsers hand integers past 64 bits over as floats: still out of range.
+        ("GetLayerVersionRequest", {"LayerName": "l", "VersionNumber": 1e20},
+         "at 'versionNumber' failed to satisfy constraint: Member must have value less than or equal to"),
+        # A model max below the type's wins.
+        ("ListFunctionsRequest", {"MaxItems": 2**63}, "Member must have value less than or equal to 10000"),
+    ],
+)
+def test_integers_must_fit_their_type(model: ServiceModel, shape: str, params: dict[str, Any], fragment: str) -> None:
+    assert fragment in problems(model, shape, params)
+
+
+def test_the_largest_values_of_each_type_pass(model: ServiceModel) -> None:
+    validate(model, "GetLayerVersionRequest", {"LayerName": "l", "VersionNumber": 2**63 - 1})
+    validate(model, "PutFunctionConcurrencyRequest", {"FunctionName": "f", "ReservedConcurrentExecutions": 2**31 - 1})
+
+
+def test_doubles_must_be_finite(model: ServiceModel) -> None:
+    weights = {"AdditionalVersionWeights": {"2": float("nan")}}
+    message = problems(model, "CreateAliasRequest",
+                       {"FunctionName": "f", "Name": "a", "FunctionVersion": "1", "RoutingConfig": weights})
+    assert "Member must be a number" in message
+
+
+def test_nulls_in_lists_and_maps_are_violations(model: ServiceModel) -> None:
+    message = problems(model, "TagResourceRequest", {"Resource": FN_ARN, "Tags": {"k": None}})
+    assert "Value null at 'tags' failed to satisfy constraint: Map value must not be null" in message
+    message = problems(model, "UntagResourceRequest", {"Resource": FN_ARN, "TagKeys": ["k", None]})
+    assert "Value null at 'tagKeys' failed to satisfy constraint: Member must not be null" in message
+
+
+def test_drop_nulls_reads_null_members_as_absent_at_every_depth(model: ServiceModel) -> None:
+    params = {"FunctionName": "f", "Description": None, "Environment": {"Variables": None},
+              "Layers": [None], "Tags": {"k": None}}
+    assert drop_nulls(model, "CreateFunctionRequest", params) == {
+        "FunctionName": "f", "Environment": {}, "Layers": [None], "Tags": {"k": None},
+    }
+
+
+def test_patterns_are_ascii_as_in_java(model: ServiceModel) -> None:
+    # \d in the model's patterns is Java's: ASCII digits only (Python's takes Arabic-Indic ones).
+    arn = "arn:aws:lambda:us-east-1:" + "\u0660" * 12 + ":function:f"
+    assert "at 'functionName'" in problems(model, "GetFunctionRequest", {"FunctionName": arn})

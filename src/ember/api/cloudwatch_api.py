@@ -32,7 +32,7 @@ from starlette.responses import Response
 
 from ember.api import wire
 from ember.api.service_model import ServiceModel, load
-from ember.api.validation import validate
+from ember.api.validation import drop_nulls, validate
 from ember.errors import EmberError, ValidationError
 from ember.observe.series import METRIC_UNITS, RETENTION_MINUTES, MinuteSeries
 from ember.platform import Platform
@@ -290,6 +290,7 @@ class CloudWatchApi:
             raise SerializationError("The request body must be a JSON object.")
         shape = (self.model.operations[name].get("input") or {}).get("shape")
         if shape:
+            params = drop_nulls(self.model, shape, params)
             validate(self.model, shape, params)
         return Response(orjson.dumps(handler(params)), media_type=CONTENT_TYPE)
 

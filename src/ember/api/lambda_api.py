@@ -27,6 +27,7 @@ from ember.errors import (
     ResourceNotFound,
 )
 from ember.functions.model import LATEST, FunctionRecord
+from ember.functions.naming import version_number
 from ember.platform import Platform
 
 T = TypeVar("T")
@@ -186,7 +187,10 @@ def _list_all_versions(platform: Platform, marker: str | None, limit: int) -> di
     text = decode_marker(marker)
     if text is not None:
         name, _, version = text.rpartition(":")
-        after = (name, -1 if version == LATEST else int(version) if version.isdigit() else -2)
+        number = -1 if version == LATEST else version_number(version)
+        if number is None:  # Ember writes `name:$LATEST` or `name:<number>`: this one is forged
+            raise InvalidParameterValue("Invalid pagination marker")
+        after = (name, number)
     records = platform.store.list_all_versions(after, limit + 1)
     more = len(records) > limit
     records = records[:limit]

@@ -13,6 +13,7 @@ from ember.api.function_shapes import code_sha256_b64
 from ember.api.lambda_api import BODY_LIMITS, decode_marker, encode_marker, operation
 from ember.errors import InvalidParameterValue
 from ember.functions.layers import LayerVersion
+from ember.functions.naming import version_number
 from ember.functions.service import timestamp
 from ember.platform import Platform
 
@@ -100,9 +101,10 @@ async def list_versions(platform: Platform, request: Request, params: dict[str, 
     )
     after = decode_marker(params.get("Marker"))
     if after is not None:
-        if not after.isdigit():
+        number = version_number(after)
+        if number is None:
             raise InvalidParameterValue("Invalid pagination marker")
-        versions = [v for v in versions if v.version < int(after)]  # newest first
+        versions = [v for v in versions if v.version < number]  # newest first
     limit = _page_size(params)
     page = versions[:limit]
     return {

@@ -25,8 +25,9 @@ from starlette.responses import Response
 
 from ember.api import wire
 from ember.api.service_model import ServiceModel, load
-from ember.api.validation import validate
+from ember.api.validation import drop_nulls, validate
 from ember.errors import EmberError, ValidationError
+from ember.functions.naming import PARTITION
 from ember.observe.filter_pattern import InvalidFilterPattern, compile_pattern
 from ember.observe.logs import (
     DAY_MS,
@@ -111,6 +112,7 @@ class LogsApi:
         self.prefix: str = self.model.metadata["targetPrefix"]
         settings = platform.settings
         self.arn_prefix = f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:"
+        self.arn_scope = (PARTITION, settings.region, settings.account_id)
 
     @property
     def store(self) -> LogStore:
@@ -142,6 +144,7 @@ class LogsApi:
             raise SerializationException("The request body must be a JSON object.")
         shape = (self.model.operations[name].get("input") or {}).get("shape")
         if shape:
+            params = drop_nulls(self.model, shape, params)
             validate(self.model, shape, params)
         result = await run_in_threadpool(handler, self, params)
         return Response(orjson.dumps(result) if result else b"{}", media_type=CONTENT_TYPE)
@@ -164,10 +167,12 @@ class LogsApi:
     def name_from_identifier(self, identifier: str) -> str:
         if not identifier.startswith("arn:"):
             return identifier
-        found = re.fullmatch(r"arn:[^:]+:logs:[^:]*:[^:]*:log-group:(.+?)(?::\*)?", identifier)
+        found = re.fullmatch(r"arn:([^:]+):logs:([^:]*):([^:]*):log-group:(.+?)(?::\*)?", identifier)
         if found is None:
             raise InvalidParameterException(f"Invalid log group ARN: {identifier}")
-        return found.group(1)
+        if found.group(1, 2, 3) != self.arn_scope:  # another partition, region or account
+            raise ResourceNotFoundException("The specified log group does not exist.")
+        return found.group(4)
 
     def existing_group(self, name: str) -> GroupInfo:
         group = self.store.group(name)
@@ -234,22 +239,23 @@ def _position_token(direction: str, position: Position) -> str:
     return f"{direction}/{position[0]:020d}{position[1]:036d}/s"
 
 
-_POSITION_TOKEN = re.compile(r"([fb])/(\d{20})(\d{36})/s")
+_POSITION_TOKEN = re.compile(r"([fb])/([0-9]{20})([0-9]{36})/s")
+_STORED = range(-(2**63), 2**63)  # what a SQLite INTEGER holds: positions and times outside it are forged
+
+
+def _stored(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in _STORED
 
 
 def _parse_position_token(token: str) -> tuple[str, Position]:
     found = _POSITION_TOKEN.fullmatch(token)
-    if found is None:
+    if found is None or not all(_stored(int(part)) for part in found.group(2, 3)):
         raise InvalidParameterException("The specified nextToken is invalid.")
     return found.group(1), (int(found.group(2)), int(found.group(3)))
 
 
 def _event_key(kind: str, value: Any) -> Position:
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
+    if not isinstance(value, list) or len(value) != 2 or not all(_stored(v) for v in value):
         raise InvalidParameterException("The specified nextToken is invalid.")
     return (value[0], value[1])
 
@@ -339,7 +345,7 @@ def describe_log_streams(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]
     after: tuple[int, str] | None = None
     if params.get("nextToken"):
         raw = _decode_token(params["nextToken"], "streams")
-        if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], int) and isinstance(raw[1], str)):
+        if not (isinstance(raw, list) and len(raw) == 2 and _stored(raw[0]) and isinstance(raw[1], str)):
             raise InvalidParameterException("The specified nextToken is invalid.")
         after = (raw[0], raw[1])
     streams = api.store.streams(group, prefix, by_last_event, descending, after, limit + 1)
@@ -422,7 +428,7 @@ def filter_log_events(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]:
         streams=names,
         stream_prefix=prefix,
         start=start,
-        end=None if end is None else end + 1,  # endTime is inclusive here
+        end=None if end is None or end + 1 not in _STORED else end + 1,  # endTime is inclusive here
         after=after,
         limit=int(params.get("limit", 10_000)),
         max_bytes=MAX_BATCH_BYTES,

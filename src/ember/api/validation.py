@@ -3,10 +3,16 @@
 Violations are collected (not just the first) and reported in AWS's words:
 `2 validation errors detected: Value '100' at 'memorySize' failed to satisfy constraint:
 Member must have value greater than or equal to 128; ...`
+
+Beyond the model's own traits, a value must fit its shape's type: an `integer` is 32 bits and a
+`long` 64 bits (as in AWS's Java front ends; and SQLite's INTEGER is 64 bits), so a number
+outside that range fails like a `max`/`min` trait would. JSON `null` for a structure member
+means the member is absent (`drop_nulls`); a null inside a list or map is a violation.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import unicodedata
@@ -16,10 +22,14 @@ from typing import Any
 from ember.api.service_model import ServiceModel, Shape
 from ember.errors import raise_if_any
 
+# The range of each integral shape type (Java's int and long).
+TYPE_RANGES = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+
 
 @lru_cache(maxsize=512)
 def _pattern(regex: str) -> re.Pattern[str]:
-    return re.compile(_translate(regex), re.DOTALL)
+    # ASCII: as in Java's regexes, \d, \w and \s match ASCII characters only (not Arabic-Indic digits).
+    return re.compile(_translate(regex), re.DOTALL | re.ASCII)
 
 
 _PROPERTY = re.compile(r"\\p\{([A-Za-z]+)\}")
@@ -109,9 +119,9 @@ class _Checker:
         elif kind == "string":
             self.string(value, shape, path)
         elif kind in ("integer", "long"):
-            self.number(value, shape, path, integral=True)
+            self.integer(value, shape, path, *TYPE_RANGES[kind])
         elif kind in ("double", "float"):
-            self.number(value, shape, path, integral=False)
+            self.number(value, shape, path)
         elif kind == "boolean":
             if not isinstance(value, bool):
                 self.fail(value, shape, path, "Member must be a boolean")
@@ -157,9 +167,19 @@ class _Checker:
         if "pattern" in shape and not _pattern(shape["pattern"]).fullmatch(value):
             self.fail(value, shape, path, f"Member must satisfy regular expression pattern: {shape['pattern']}")
 
-    def number(self, value: Any, shape: Shape, path: str, integral: bool) -> None:
-        ok_types: tuple[type, ...] = (int,) if integral else (int, float)
-        if isinstance(value, bool) or not isinstance(value, ok_types):
+    def integer(self, value: Any, shape: Shape, path: str, low: int, high: int) -> None:
+        # JSON parsers hand integers beyond 64 bits over as floats: still integers out of range.
+        huge = isinstance(value, float) and math.isfinite(value) and value.is_integer() and not low <= value <= high
+        if isinstance(value, bool) or not (isinstance(value, int) or huge):
+            self.fail(value, shape, path, "Member must be a number")
+            return
+        if value < max(low, shape.get("min", low)):
+            self.fail(value, shape, path, f"Member must have value greater than or equal to {shape.get('min', low)}")
+        if value > min(high, shape.get("max", high)):
+            self.fail(value, shape, path, f"Member must have value less than or equal to {shape.get('max', high)}")
+
+    def number(self, value: Any, shape: Shape, path: str) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self.fail(value, shape, path, "Member must be a number")
             return
         if "min" in shape and value < shape["min"]:
@@ -177,7 +197,11 @@ class _Checker:
             self.fail(value, shape, path, f"Member must have length less than or equal to {shape['max']}")
         member = shape["member"]["shape"]
         for item in value:
-            if item is not None:
+            if item is None:
+                self.problems.append(
+                    f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
+                )
+            else:
                 self.check(item, member, path)
 
     def map(self, value: Any, shape: Shape, path: str) -> None:
@@ -188,7 +212,11 @@ class _Checker:
         inner = _Checker(self.model)
         for key, item in value.items():
             inner.string(key, key_shape, path)
-            if item is not None:
+            if item is None:
+                self.problems.append(
+                    f"Value null at '{path}' failed to satisfy constraint: Map value must not be null"
+                )
+            else:
                 self.check(item, shape["value"]["shape"], path)
         if inner.problems:
             constraint = inner.problems[0].split("failed to satisfy constraint: ", 1)[1]
@@ -196,6 +224,25 @@ class _Checker:
                 f"Value at '{path}' failed to satisfy constraint: Map keys must satisfy "
                 f"constraint: [{constraint}]"
             )
+
+
+def drop_nulls(model: ServiceModel, shape_name: str, value: Any) -> Any:
+    """`value` without the structure members that are JSON null (AWS reads them as absent),
+    at every depth. Nulls in lists and maps stay, for `validate` to refuse."""
+    shape = model.shapes[shape_name]
+    kind = shape["type"]
+    if kind == "structure" and isinstance(value, dict):
+        members = shape.get("members", {})
+        return {
+            key: drop_nulls(model, members[key]["shape"], item) if key in members else item
+            for key, item in value.items()
+            if item is not None
+        }
+    if kind == "list" and isinstance(value, list):
+        return [drop_nulls(model, shape["member"]["shape"], item) for item in value]
+    if kind == "map" and isinstance(value, dict):
+        return {key: drop_nulls(model, shape["value"]["shape"], item) for key, item in value.items()}
+    return value
 
 
 def validate(model: ServiceModel, shape_name: str, params: dict[str, Any]) -> None:

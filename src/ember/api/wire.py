@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from ember.api.service_model import Route, ServiceModel, Shape
+from ember.api.validation import TYPE_RANGES, drop_nulls
 from ember.errors import EmberError, InvalidRequestContent, RequestEntityTooLarge, ValidationError
 
 JSON_TYPE = "application/json"
 DRAIN_BYTES = 256 * 1024 * 1024  # how much of a refused body is read (and dropped) before answering
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)  # int() would also take ' 1', '1_000', non-ASCII digits
 
 
 async def read_body(request: Request, limit: int, operation: str) -> bytes:
@@ -25,34 +28,47 @@ async def read_body(request: Request, limit: int, operation: str) -> bytes:
     )
     chunks: list[bytes] = []
     size = 0
-    refused = bool(declared and declared.isdigit() and int(declared) > limit)
-    async for chunk in request.stream():
-        size += len(chunk)
-        if refused or size > limit:
-            # Keep reading (and dropping) the rest, up to a bound: a server that answers and
-            # closes while the client is still sending resets the connection, and the client
-            # never sees the 413.
-            refused = True
-            chunks.clear()
-            if size > limit + DRAIN_BYTES:
-                break
-            continue
-        chunks.append(chunk)
+    refused = bool(declared and declared.isascii() and declared.isdigit() and int(declared) > limit)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if refused or size > limit:
+                # Keep reading (and dropping) the rest, up to a bound: a server that answers and
+                # closes while the client is still sending resets the connection, and the client
+                # never sees the 413.
+                refused = True
+                chunks.clear()
+                if size > limit + DRAIN_BYTES:
+                    break
+                continue
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # The client went away, or its body was broken HTTP (uvicorn answered 400 and closed):
+        # a client error, whoever reads the answer — not an unhandled one.
+        raise InvalidRequestContent("The request body could not be read.") from None
     if refused:
         raise too_large
     return b"".join(chunks)
 
 
 def _scalar(model: ServiceModel, shape_name: str, raw: str, name: str) -> Any:
+    """A URI, query or header value as its shape's type (its range is validate()'s concern)."""
     kind = model.shapes[shape_name]["type"]
     if kind in ("integer", "long"):
-        try:
-            return int(raw)
-        except ValueError:
+        constraint = None
+        if not _INTEGER.fullmatch(raw):
+            constraint = "Member must be a number"
+        elif len(raw.lstrip("-")) > 20:  # past any 64-bit number (and int() refuses 4,300 digits)
+            low, high = TYPE_RANGES[kind]
+            constraint = "Member must have value " + (
+                f"greater than or equal to {low}" if raw.startswith("-") else f"less than or equal to {high}"
+            )
+        if constraint:
             raise ValidationError(
-                f"1 validation error detected: Value '{raw}' at '{name}' failed to satisfy "
-                "constraint: Member must be a number"
-            ) from None
+                f"1 validation error detected: Value '{raw}' at '{name[:1].lower() + name[1:]}' "
+                f"failed to satisfy constraint: {constraint}"
+            )
+        return int(raw)  # validate() checks the range of the shape and its type
     if kind == "boolean":
         return raw.lower() == "true"
     return raw
@@ -92,7 +108,7 @@ def parse(
         wire_name = member.get("locationName", name)
         if location == "uri":
             if wire_name in path_params:  # typed as the model says (a layer's VersionNumber)
-                params[name] = _scalar(model, member["shape"], path_params[wire_name], wire_name)
+                params[name] = _scalar(model, member["shape"], path_params[wire_name], name)
         elif location == "querystring":
             target = model.shapes[member["shape"]]
             if target["type"] == "list":
@@ -100,20 +116,22 @@ def parse(
                 if values:
                     params[name] = values
             elif wire_name in request.query_params:
-                params[name] = _scalar(model, member["shape"], request.query_params[wire_name], wire_name)
+                params[name] = _scalar(model, member["shape"], request.query_params[wire_name], name)
         elif location == "header" and wire_name in request.headers:
-            params[name] = _scalar(model, member["shape"], request.headers[wire_name], wire_name)
+            params[name] = _scalar(model, member["shape"], request.headers[wire_name], name)
     if payload_member:
         target = model.shapes[members[payload_member]["shape"]]
         if target["type"] == "blob":
             params[payload_member] = body
         elif body.strip():
-            params[payload_member] = _decode_blobs(model, members[payload_member]["shape"], _json(body))
+            payload_shape = members[payload_member]["shape"]
+            params[payload_member] = _decode_blobs(model, payload_shape, drop_nulls(model, payload_shape, _json(body)))
         return params
     if body.strip():
         document = _json(body)
         if not isinstance(document, dict):
             raise InvalidRequestContent("Could not parse request body into json: expected an object")
+        document = drop_nulls(model, route.input_shape, document)
         for name, value in document.items():
             member = members.get(name)
             if member is not None and "location" not in member:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ember.errors import InvalidParameterValue, ResourceNotFound
 from ember.functions.model import LATEST
+from ember.functions.naming import PARTITION
 from ember.functions.service import FunctionService
 from ember.store.base import Store
 
@@ -16,7 +17,7 @@ DEFAULT_RETRIES = 2
 DEFAULT_MAX_AGE_S = 21600
 
 _FUNCTION_ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
     r"(?P<name>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>[a-zA-Z0-9$_-]+))?"
 )
 
@@ -67,8 +68,10 @@ class EventConfigService:
                 f"functions now ({kind} destinations are not supported yet)."
             )
         s = self.functions.settings
-        if found["region"] != s.region or found["account"] != s.account_id:
-            raise InvalidParameterValue(f"The destination ARN {destination} is in another account or region.")
+        if found["partition"] != PARTITION or found["region"] != s.region or found["account"] != s.account_id:
+            raise InvalidParameterValue(
+                f"The destination ARN {destination} is in another partition, account or region."
+            )
         return Target(found["name"], found["qualifier"])
 
     def _checked(self, config: dict[str, Any]) -> dict[str, Any]:

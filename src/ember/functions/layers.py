@@ -28,6 +28,7 @@ from ember.errors import (
     ResourceNotFound,
 )
 from ember.functions.model import LayerRef
+from ember.functions.naming import PARTITION, version_number
 from ember.functions.packages import PackageStore, storing_code
 from ember.settings import Settings
 
@@ -38,7 +39,7 @@ MAX_LAYERS = 5
 POLICY_MAX_BYTES = 20 * 1024
 
 _LAYER_ARN = re.compile(
-    r"arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:"
+    r"arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):layer:"
     r"(?P<name>[a-zA-Z0-9_-]+)(?::(?P<version>[0-9]+))?"
 )
 _NOT_FOUND = "The resource you requested does not exist."
@@ -95,14 +96,22 @@ class LayerService:
     def version_arn(self, name: str, version: int) -> str:
         return f"{self.layer_arn(name)}:{version}"
 
+    def _local(self, found: re.Match[str]) -> bool:
+        """Whether a layer ARN is of this partition, region and account (else it names nothing)."""
+        return (
+            found["partition"] == PARTITION
+            and found["region"] == self.settings.region
+            and found["account"] == self.settings.account_id
+        )
+
     def layer_name(self, identifier: str) -> str:
-        """A layer named by name or by layer ARN (this account and region only)."""
+        """A layer named by name or by layer ARN (this partition, account and region only)."""
         if not identifier.startswith("arn:"):
             return identifier
         found = _LAYER_ARN.fullmatch(identifier)
         if found is None or found["version"] is not None:
             raise InvalidParameterValue(f"Invalid layer name or ARN: {identifier}")
-        if found["region"] != self.settings.region or found["account"] != self.settings.account_id:
+        if not self._local(found):
             raise ResourceNotFound(_NOT_FOUND)
         return found["name"]
 
@@ -148,9 +157,10 @@ class LayerService:
         found = _LAYER_ARN.fullmatch(arn)
         if found is None or found["version"] is None:
             raise InvalidParameterValue(f"Invalid layer version ARN: {arn}")
-        if found["region"] != self.settings.region or found["account"] != self.settings.account_id:
+        version = version_number(found["version"])
+        if not self._local(found) or version is None:  # no such version here
             raise ResourceNotFound(_NOT_FOUND)
-        return self.get(found["name"], int(found["version"]))
+        return self.get(found["name"], version)
 
     def delete(self, identifier: str, version: int) -> None:
         """Idempotent, as Lambda's: deleting a version that does not exist succeeds."""
@@ -256,8 +266,12 @@ class LayerService:
         seen: dict[str, str] = {}
         for arn in arns:
             found = _LAYER_ARN.fullmatch(arn)
-            if found is None or found["version"] is None:
+            if found is None or found["version"] is None or version_number(found["version"]) is None:
                 raise InvalidParameterValue(f"Layer version {arn} does not exist.")
+            if found["partition"] != PARTITION:
+                raise InvalidParameterValue(
+                    f"Layer version {arn} is in another partition: Ember's is '{PARTITION}'."
+                )
             if found["region"] != self.settings.region:
                 raise InvalidParameterValue(
                     f"Layer version {arn} is in another region: a function's layers must be in "

@@ -30,6 +30,7 @@ from ember.errors import (
 )
 from ember.functions.layers import LayerService
 from ember.functions.model import LATEST, Alias, FunctionRecord
+from ember.functions.naming import PARTITION, names_a_version
 from ember.functions.packages import Package, PackageStore, storing_code
 from ember.runtime_catalog import Runtime
 from ember.settings import Settings
@@ -60,10 +61,10 @@ RESERVED_ENV = frozenset(
 
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 _ARN = re.compile(
-    r"arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
+    r"arn:(?P<partition>[^:]*):lambda:(?P<region>[^:]*):(?P<account>[^:]*):function:"
     r"(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?"
 )
-_PARTIAL = re.compile(r"(?P<account>\d{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?")
+_PARTIAL = re.compile(r"(?P<account>[0-9]{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?")
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(
     platform.machine().lower(), platform.machine()
 )
@@ -123,15 +124,22 @@ class FunctionService:
         return f"{base}:{qualifier}" if qualifier else base
 
     def parse_ref(self, identifier: str) -> FunctionRef:
-        """A function named by name, `name:qualifier`, partial ARN or full ARN."""
+        """A function named by name, `name:qualifier`, partial ARN or full ARN. An ARN of
+        another partition, region or account names no function here: 404, as AWS answers for
+        another region ("Functions from 'eu-west-1' are not reachable in this region")."""
         found = _ARN.fullmatch(identifier) or _PARTIAL.fullmatch(identifier)
         if found:
             groups = found.groupdict()
-            if groups.get("region", self.settings.region) != self.settings.region or (
-                groups["account"] != self.settings.account_id
-            ):
+            region = groups.get("region", self.settings.region)
+            if region != self.settings.region:
+                raise ResourceNotFound(
+                    f"Functions from '{region}' are not reachable in this region ('{self.settings.region}')"
+                )
+            if groups.get("partition", PARTITION) != PARTITION or groups["account"] != self.settings.account_id:
                 raise ResourceNotFound(f"Function not found: {identifier}")
             name, qualifier = groups["name"], groups["qualifier"]
+        elif identifier.startswith("arn:") or identifier.count(":") > 1:
+            raise ResourceNotFound(f"Function not found: {identifier}")  # no form Lambda accepts
         else:
             name, _, qualifier_text = identifier.partition(":")
             qualifier = qualifier_text or None
@@ -179,7 +187,7 @@ class FunctionService:
 
     def _version(self, name: str, qualifier: str, weighted: bool) -> FunctionRecord:
         version = qualifier
-        if qualifier != LATEST and not qualifier.isdigit():
+        if qualifier != LATEST and not names_a_version(qualifier):
             alias = self.alias(name, qualifier)
             if alias is None:
                 raise ResourceNotFound(f"Function not found: {self.arn(name, qualifier)}")
@@ -209,6 +217,10 @@ class FunctionService:
         ref = self.parse_ref(name)
         if ref.qualifier:
             raise InvalidParameterValue("A function name given at creation cannot carry a qualifier")
+        if not fields.get("runtime") or not fields.get("handler"):
+            raise InvalidParameterValue(
+                "Runtime and Handler are mandatory parameters for functions created with deployment packages."
+            )
         if self.store.get_function(ref.name, LATEST) is not None:
             raise ResourceConflict(f"Function already exist: {ref.name}")
         package = self.packages.check(zip_bytes)[0]
@@ -281,7 +293,7 @@ class FunctionService:
         version = qualifier or ref.qualifier
         if version == LATEST:
             raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
-        if version and not version.isdigit():
+        if version and not names_a_version(version):
             raise InvalidParameterValue("Deletion of aliases is not supported.")
         if version:
             if not self.store.delete_version(ref.name, version):

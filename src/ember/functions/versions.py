@@ -20,6 +20,7 @@ from ember.errors import (
     ValidationError,
 )
 from ember.functions.model import LATEST, Alias, FunctionRecord
+from ember.functions.naming import names_a_version, version_number
 from ember.functions.service import FunctionService
 from ember.store.base import Store
 
@@ -80,7 +81,9 @@ class VersionService:
         """One page of $LATEST and the published versions, and the version the next starts after."""
         ref = self.functions.parse_ref(identifier)
         self.functions.get(ref.name)  # 404 for an unknown function
-        order = -2 if after is None else (-1 if after == LATEST else int(after) if after.isdigit() else -2)
+        order = -2 if after is None or after == "" else -1 if after == LATEST else version_number(after)
+        if order is None:
+            raise InvalidParameterValue("Invalid pagination marker")
         records = self.store.list_versions(ref.name, order, limit + 1)
         more = len(records) > limit
         records = records[:limit]
@@ -170,7 +173,7 @@ class VersionService:
         if len(alias.weights) > 1:
             raise InvalidParameterValue("Number of items in AdditionalVersionWeights cannot be greater than 1")
         for extra, weight in alias.weights.items():
-            if not extra.isdigit():
+            if not names_a_version(extra):
                 raise ValidationError(
                     f"1 validation error detected: Value '{{{extra}={weight}}}' at "
                     "'routingConfig.additionalVersionWeights' failed to satisfy constraint: Map keys must "
