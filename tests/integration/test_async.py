@@ -154,6 +154,7 @@ def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Expiring]:
             DestinationConfig={"OnFailure": {"Destination": ACCOUNT_ARN + destination}},
         )
         event = {"order": "too-late", "id": str(uuid.uuid4())}
+        sent_at = time.monotonic()  # before the send: the event's age starts at its acceptance
         send_event(lam, function, event)
         blocked_destination = deploy(lam, RECORDER, "blocked-dest")
         blocked = deploy(lam, ALWAYS_FAILS, "blocked")
@@ -165,7 +166,7 @@ def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Expiring]:
         )
         blocked_event = {"order": "never-started", "id": str(uuid.uuid4())}
         send_event(lam, blocked, blocked_event)
-        yield Expiring(live, function, destination, event, time.monotonic(),
+        yield Expiring(live, function, destination, event, sent_at,
                        blocked, blocked_destination, blocked_event)
     finally:
         live.stop()
