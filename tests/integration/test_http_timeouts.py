@@ -147,6 +147,23 @@ def _rest(sock: socket.socket, data: bytes) -> bytes:
     return data
 
 
+def test_a_half_closed_request_is_still_answered(own_server: LiveServer) -> None:
+    """The client sends its request and shuts its side (SHUT_WR): the answer still comes."""
+    name = deploy(own_server.client("lambda"), NORMAL, "halfclosed")
+    request = (
+        f"POST /2015-03-31/functions/{name}/invocations HTTP/1.1\r\nHost: x\r\n"
+        "Content-Length: 2\r\n\r\n{}"
+    ).encode()
+    for _ in range(5):
+        sock = connect(own_server)
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        answer = _rest(sock, b"")  # then the server closes
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        assert answer.endswith(b'"still here"'), answer
+
+
 def test_deep_pipelining_is_refused(own_server: LiveServer) -> None:
     rss_before = rss_mb(own_server)
     sock = connect(own_server)

@@ -27,11 +27,13 @@ def fds() -> int:
 
 
 class Upstream:
-    """A Unix socket server: answers b"pong:" + what it read once the client half-closes, or
-    streams `flood` bytes as soon as a connection sends anything."""
+    """A Unix socket server: answers b"pong:" + what it read once the client half-closes,
+    streams `flood` bytes as soon as a connection sends anything, or (`echo`) sends back
+    everything it reads as it reads it."""
 
-    def __init__(self, flood: int = 0) -> None:
+    def __init__(self, flood: int = 0, echo: bool = False) -> None:
         self.flood = flood
+        self.echo = echo
         self.connections = 0
         self.writers: list[asyncio.StreamWriter] = []
 
@@ -39,7 +41,11 @@ class Upstream:
         self.connections += 1
         self.writers.append(writer)
         try:
-            if self.flood:
+            if self.echo:
+                while chunk := await reader.read(65536):
+                    writer.write(chunk)
+                    await writer.drain()
+            elif self.flood:
                 await reader.read(1)
                 chunk = b"x" * 65536
                 for _ in range(self.flood // len(chunk)):
@@ -187,6 +193,25 @@ def test_a_slow_reader_cannot_make_the_relay_buffer_much() -> None:
         sock.close()
 
     uvloop.run(_with_relay(upstream, body))
+
+
+def test_large_transfers_both_ways_arrive_intact() -> None:
+    async def body(relay: SandboxRelay, address: tuple[str, int]) -> None:
+        loop = asyncio.get_running_loop()
+        sock = await _client(address)
+        payload = os.urandom(8 * 1024 * 1024)
+
+        async def send() -> None:
+            await loop.sock_sendall(sock, payload)
+            sock.shutdown(socket.SHUT_WR)
+
+        sending = asyncio.create_task(send())
+        echoed = await _read_all(sock, limit=len(payload) + 1)
+        await sending
+        sock.close()
+        assert echoed == payload
+
+    uvloop.run(_with_relay(Upstream(echo=True), body))
 
 
 def test_close_ends_every_connection_of_the_sandbox() -> None:

@@ -9,6 +9,8 @@ the end of the turn; nothing is held longer than that.
 Plain uvicorn also trusts its clients to finish what they start; here no client can hold the
 server's descriptors or memory for long:
 
+- a client that half-closes (shutdown(SHUT_WR)) after a complete request still gets its
+  response, then the connection is closed (uvicorn closed at once and dropped the response);
 - a connection that sends nothing is closed after uvicorn's keep-alive timeout (5 s), as an
   idle keep-alive connection already was;
 - a request's headers must be complete `HEADER_TIMEOUT_S` after its first byte (slowloris);
@@ -115,6 +117,7 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._timer: asyncio.TimerHandle | None = None
         self._in_headers = False
+        self._eof = False
         self._body_at = 0.0
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._tcp = self.client is not None  # a Unix socket connection has no peer address
@@ -157,6 +160,15 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
             if self._timer is None:
                 self._timer = self.loop.call_later(BODY_TIMEOUT_S, self._body_too_slow)
 
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client half-closed: if its last request is complete and still being answered,
+        finish answering (then close); otherwise close now."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.more_body or self._in_headers:
+            return None
+        self._eof = True
+        return True
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
@@ -180,7 +192,11 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._tcp and not self.pipeline and not self.transport.is_closing():
+        if self.pipeline or self.transport.is_closing():
+            return
+        if self._eof:
+            self.transport.close()
+        elif self._tcp:
             self.tcp_connections.waiting[self] = None
 
     def _headers_too_slow(self) -> None:

@@ -53,6 +53,10 @@ ACCEPT_RETRY_S = 0.1  # after EMFILE/ENFILE, wait this long before accepting aga
 _READ_BUFFER = bytearray(READ_CHUNK)
 _READ_VIEW = memoryview(_READ_BUFFER)
 
+# Every relayed connection of this process until both its transports are lost: a transport is
+# never left to the garbage collector while it is open, even if its relay is dropped unclosed.
+_OPEN: set[_Link] = set()
+
 
 def total_limit() -> int:
     """Relayed connections across all sandboxes: each holds up to three of the server's
@@ -237,8 +241,6 @@ class _Link:
 class SandboxRelay:
     """Relays the connections a sandbox makes to its 127.0.0.1:<port>; `close()` ends them all."""
 
-    total = 0  # relayed connections of every sandbox in this process
-
     def __init__(self, listener: socket.socket, api_socket: Path) -> None:
         self.listener = listener
         self.api_socket = api_socket
@@ -279,7 +281,7 @@ class SandboxRelay:
                     self._retry = self.loop.call_later(ACCEPT_RETRY_S, self._accept_more)
                     return
                 continue  # e.g. ECONNABORTED: that connection is gone, the next may not be
-            if SandboxRelay.total >= self.total_limit:
+            if len(_OPEN) >= self.total_limit:
                 sock.close()  # the server's descriptors come first
                 continue
             self._adopt(sock)
@@ -287,7 +289,7 @@ class SandboxRelay:
     def _adopt(self, sock: socket.socket) -> None:
         link = _Link(self)
         self.links.add(link)
-        SandboxRelay.total += 1
+        _OPEN.add(link)
         link.adopting = self.loop.create_task(self._wrap(link, sock))
 
     async def _wrap(self, link: _Link, sock: socket.socket) -> None:
@@ -301,9 +303,8 @@ class SandboxRelay:
         link.forget_if_done()
 
     def forget(self, link: _Link) -> None:
-        if link in self.links:
-            self.links.discard(link)
-            SandboxRelay.total -= 1
+        self.links.discard(link)
+        _OPEN.discard(link)
         if len(self.links) < MAX_CONNECTIONS and self._retry is None:
             self._accept_more()
 
