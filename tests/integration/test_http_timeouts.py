@@ -89,16 +89,18 @@ def test_slow_headers_short_bodies_and_idle_sockets_are_cut_off(own_server: Live
             b"Content-Length: 1000\r\n\r\n" + b'{"only": "a part"'
         )
     idle = [connect(own_server) for _ in range(20)]
+    blank = [connect(own_server) for _ in range(10)]  # blank lines, which begin no request
     answers: dict[socket.socket, bytes] = {}
     deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and len(answers) < 60:
-        for sock in slowloris:
-            if sock not in answers:
-                try:
-                    sock.sendall(b"X-Drip: 1\r\n")  # a header line a second, never the end
-                except OSError:
-                    answers[sock] = b""
-        for sock in slowloris + short + idle:
+    while time.monotonic() < deadline and len(answers) < 70:
+        for group, drip in ((slowloris, b"X-Drip: 1\r\n"), (blank, b"\r\n")):
+            for sock in group:
+                if sock not in answers:
+                    try:
+                        sock.sendall(drip)  # a line a second, never the end of a request
+                    except OSError:
+                        answers[sock] = b""
+        for sock in slowloris + short + idle + blank:
             if sock not in answers:
                 got = _read_if_closed(sock)
                 if got is not None:
@@ -106,13 +108,14 @@ def test_slow_headers_short_bodies_and_idle_sockets_are_cut_off(own_server: Live
         time.sleep(1.0)
     assert all(sock in answers for sock in slowloris), "a slowloris connection is still open"
     assert all(sock in answers for sock in idle), "an idle connection is still open"
+    assert all(sock in answers for sock in blank), "a connection sending blank lines is open"
     assert all(sock in answers for sock in short), "a short-body connection is still open"
     for sock in short:
         head, _, body = answers[sock].partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 "), answers[sock]
         assert b"x-amzn-errortype: RequestTimeoutException" in head
         assert json.loads(body)["Type"] == "User"
-    for sock in slowloris + short + idle:
+    for sock in slowloris + short + idle + blank:
         sock.close()
     assert settled_fds(own_server, target=before + 8) <= before + 8
     assert health(own_server) == 200

@@ -19,8 +19,8 @@ server's descriptors or memory for long:
 - a client may pipeline at most `MAX_PIPELINED` requests ahead of the one being answered
   (uvicorn would otherwise parse and queue every request it reads): past that, 400 and close;
 - at most `max_tcp_connections` TCP connections are open at once (a share of the descriptor
-  limit). A new one beyond that evicts the connection that has waited longest without a
-  request in progress, or is refused if every connection is busy. Connections over the API's
+  limit). A new one beyond that evicts the oldest connection without a request in progress,
+  or is refused if every connection is busy. Connections over the API's
   Unix socket (the functions' relays) are bounded by the relay instead (worker/api_relay.py).
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+from collections import deque
 from typing import Any, ClassVar, cast
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -87,6 +88,16 @@ class _CoalescingTransport:
         self._flush()
         self._transport.close()
 
+    # Called for every request: direct, not through __getattr__ (a failed lookup first).
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._transport.resume_reading()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -95,14 +106,33 @@ class _PipelineTooDeep(Exception):
     """Raised from the parser's callback: httptools stops and uvicorn answers 400 and closes."""
 
 
+class _Pipeline(deque[Any]):
+    """uvicorn's queue of pipelined requests, bounded: only the pipelining path appends."""
+
+    def appendleft(self, item: Any) -> None:
+        if len(self) >= MAX_PIPELINED:
+            raise _PipelineTooDeep  # out of the parser's callback: uvicorn answers 400, closes
+        super().appendleft(item)
+
+
 class _TcpConnections:
-    """The TCP connections of one server, those without a request in progress in the order
-    they became so (the first is evicted when a new connection needs room)."""
+    """The open TCP connections of one server, oldest first."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.open = 0
-        self.waiting: dict[CoalescingHttpProtocol, None] = {}
+        self.open: dict[CoalescingHttpProtocol, None] = {}
+
+    def make_room(self) -> bool:
+        """At the limit, abort the oldest connection without a request in progress."""
+        if len(self.open) < self.limit:
+            return True
+        for connection in self.open:
+            cycle = connection.cycle
+            if cycle is None or cycle.response_complete:
+                del self.open[connection]
+                connection.transport.abort()
+                return True
+        return False
 
 
 class CoalescingHttpProtocol(HttpToolsProtocol):
@@ -115,24 +145,18 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
         return cast(type[CoalescingHttpProtocol], type(cls.__name__, (cls,), attributes))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._timer: asyncio.TimerHandle | None = None
-        self._in_headers = False
-        self._eof = False
-        self._body_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None  # watches an incomplete request
+        self._watched: object = None  # the scope of the request being watched
+        self._body_at = 0.0  # when body bytes last arrived
         super().connection_made(_CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+        self.pipeline = _Pipeline()
         self._tcp = self.client is not None  # a Unix socket connection has no peer address
         if self._tcp:
-            tcp = self.tcp_connections
-            if tcp.open >= tcp.limit:
-                oldest = next(iter(tcp.waiting), None)
-                if oldest is None:
-                    self._tcp = False  # not counted: it is refused
-                    transport.abort()
-                    return
-                del tcp.waiting[oldest]
-                oldest.transport.abort()
-            tcp.open += 1
-            tcp.waiting[self] = None
+            if not self.tcp_connections.make_room():
+                self._tcp = False  # refused, so not counted
+                transport.abort()
+                return
+            self.tcp_connections.open[self] = None
         # Nothing arrives: closed like an idle keep-alive connection (data_received cancels it).
         self.timeout_keep_alive_task = self.loop.call_later(
             self.timeout_keep_alive, self.timeout_keep_alive_handler
@@ -145,73 +169,61 @@ class CoalescingHttpProtocol(HttpToolsProtocol):
             self._timer = None
         if self._tcp:
             self._tcp = False
-            self.tcp_connections.open -= 1
-            self.tcp_connections.waiting.pop(self, None)
+            self.tcp_connections.open.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._in_headers:
-            if self._timer is None:
-                self._timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_too_slow)
-            return
-        cycle = self.cycle
-        if cycle is not None and cycle.more_body and not cycle.disconnected:
+        # The usual case costs a few attribute reads: the request arrived whole (its cycle
+        # exists and has its body). Otherwise one timer watches it; when it fires it looks
+        # again (_watch), so nothing is cancelled or re-armed on the way.
+        scope, cycle = self.scope, self.cycle
+        if cycle is None or cycle.scope is not scope:
+            if self._timer is None:  # headers begun and not complete (or bytes that begin none)
+                self._watched = scope
+                self._timer = self.loop.call_later(HEADER_TIMEOUT_S, self._watch)
+        elif cycle.more_body and not cycle.disconnected:
             self._body_at = self.loop.time()
             if self._timer is None:
-                self._timer = self.loop.call_later(BODY_TIMEOUT_S, self._body_too_slow)
+                self._watched = scope
+                self._timer = self.loop.call_later(BODY_TIMEOUT_S, self._watch)
+        elif cycle.response_complete and self.timeout_keep_alive_task is None:
+            # Bytes that began no request (blank lines) on an idle connection: still idle.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         """The client half-closed: if its last request is complete and still being answered,
         finish answering (then close); otherwise close now."""
         cycle = self.cycle
-        if cycle is None or cycle.response_complete or cycle.more_body or self._in_headers:
+        if (
+            cycle is None
+            or cycle.scope is not self.scope  # in the middle of headers
+            or cycle.response_complete
+            or cycle.more_body
+        ):
             return None
-        self._eof = True
+        cycle.keep_alive = False  # uvicorn closes once it has answered
         return True
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._in_headers = True
-
-    def on_headers_complete(self) -> None:
-        self._in_headers = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if len(self.pipeline) >= MAX_PIPELINED:
-            raise _PipelineTooDeep
-        if self._tcp:
-            self.tcp_connections.waiting.pop(self, None)
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.pipeline or self.transport.is_closing():
+    def _watch(self) -> None:
+        """The watched request's headers or body are late, or it is long complete."""
+        self._timer = None
+        if self.transport.is_closing():
             return
-        if self._eof:
-            self.transport.close()
-        elif self._tcp:
-            self.tcp_connections.waiting[self] = None
-
-    def _headers_too_slow(self) -> None:
-        self._timer = None
-        if self._in_headers and not self.transport.is_closing():
-            self.transport.close()
-
-    def _body_too_slow(self) -> None:
-        self._timer = None
-        cycle = self.cycle
-        if cycle is None or not cycle.more_body or self.transport.is_closing():
+        scope, cycle = self.scope, self.cycle
+        if cycle is None or cycle.scope is not scope:  # headers incomplete
+            if scope is self._watched:
+                self.transport.close()  # HEADER_TIMEOUT_S after they began
+            else:  # a newer request's: watch it from now
+                self._watched = scope
+                self._timer = self.loop.call_later(HEADER_TIMEOUT_S, self._watch)
+            return
+        if not cycle.more_body or cycle.disconnected:
             return
         quiet = self.loop.time() - self._body_at
         if quiet < BODY_TIMEOUT_S:
-            self._timer = self.loop.call_later(BODY_TIMEOUT_S - quiet, self._body_too_slow)
+            self._timer = self.loop.call_later(BODY_TIMEOUT_S - quiet, self._watch)
             return
         if not cycle.response_started:
             self.transport.write(BODY_TIMEOUT_RESPONSE)
