@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import io
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -36,6 +37,7 @@ class LiveServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    nofile: int | None = None  # the server's RLIMIT_NOFILE (soft and hard), if not inherited
 
     @property
     def endpoint(self) -> str:
@@ -46,7 +48,8 @@ class LiveServer:
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ember", "server"], env=env, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "ember", "server"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=None if self.nofile is None else self._limit_nofile,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -61,6 +64,10 @@ class LiveServer:
         self.process.kill()  # never leave a half-started server behind
         self.process.wait()
         raise RuntimeError(f"ember server did not answer /health in {timeout}s:\n{self.log()}")
+
+    def _limit_nofile(self) -> None:
+        assert self.nofile is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         assert self.process is not None

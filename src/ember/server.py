@@ -16,7 +16,7 @@ from types import FrameType
 import uvicorn
 
 from ember.api.app import build_app
-from ember.api.http_protocol import CoalescingHttpProtocol
+from ember.api.http_protocol import CoalescingHttpProtocol, tcp_connection_limit
 from ember.platform import Platform
 from ember.settings import Settings
 from ember.store.data_files import DataFileError
@@ -66,21 +66,27 @@ async def serve(settings: Settings) -> None:
         tcp = socket.create_server((settings.host, settings.port), backlog=2048)
     except OSError as exc:
         await platform.stop()
-        raise SystemExit(f"ember: cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        raise SystemExit(
+            f"ember: cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
     await platform.start()
     config = uvicorn.Config(
         build_app(platform),
         host=settings.host,
         port=settings.port,
         loop="none",
-        http=CoalescingHttpProtocol,  # httptools, one send per response
+        # httptools, one send per response, bounded clients (timeouts, TCP connection cap)
+        http=CoalescingHttpProtocol.configured(max_tcp_connections=tcp_connection_limit()),
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=False,  # no proxy in front: skip the middleware on the hot path
         lifespan="off",
     )
     server = _Server(config)
-    print(f"Ember is listening on {settings.endpoint} (data in {settings.data_dir.resolve()})", flush=True)
+    print(
+        f"Ember is listening on {settings.endpoint} (data in {settings.data_dir.resolve()})",
+        flush=True,
+    )
     print(
         f"  boto3: boto3.client('lambda', endpoint_url='{settings.endpoint}', "
         f"region_name='{settings.region}', aws_access_key_id='x', aws_secret_access_key='x')",

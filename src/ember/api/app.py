@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -90,6 +90,8 @@ class EmberApp:
         scope.setdefault("state", {})["request_id"] = request_id  # Invoke runs under this id
         try:
             response = await self.aws(Request(scope, receive))
+        except ClientDisconnect:
+            return  # gone mid-request (or its body timed out: http_protocol answered 400)
         except Exception:
             log.exception("unhandled error serving %s %s", scope["method"], path)
             response = wire.error_response(ServiceError("Ember failed to handle the request."))

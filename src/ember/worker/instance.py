@@ -21,6 +21,7 @@ from typing import Any, cast
 import orjson
 
 from ember.sandbox.sandbox import Sandbox
+from ember.worker.api_relay import SandboxRelay
 
 HEADER = struct.Struct("!II")
 MAX_HEADER = 1024 * 1024
@@ -266,7 +267,7 @@ class Instance:
         self.invocations = 0
         self.frozen = False
         self._freeze_timer: asyncio.TimerHandle | None = None
-        self.api_server: asyncio.Server | None = None  # relays the sandbox's 127.0.0.1:<port>
+        self.api_server: SandboxRelay | None = None  # relays the sandbox's 127.0.0.1:<port>
         self._channel: FrameChannel | None = None
         self._logs: LogCollector | None = None
         self._log_transport: asyncio.ReadTransport | None = None
