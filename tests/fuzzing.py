@@ -1372,62 +1372,62 @@ class RawFuzzer:
             [
                 (
                     "duplicate content-length",
-                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: x\r\n"
+                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Content-Length: 8\r\nContent-Length: 3\r\nConnection: close\r\n\r\n" + body,
                 ),
                 (
                     "negative content-length",
-                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\nConnection: close\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "text content-length",
-                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nConnection: close\r\n\r\n",
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "huge content-length",
-                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n"
+                    b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99999999999999999999999\r\n"
                     b"Connection: close\r\n\r\n",
                 ),
                 (
                     "bad chunk size",
-                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: x\r\n"
+                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
                 ),
                 (
                     "chunked and length",
-                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: x\r\n"
+                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\nConnection: close\r\n\r\n8\r\n"
                     + body
                     + b"\r\n0\r\n\r\n",
                 ),
                 (
                     "chunked ok",
-                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: x\r\n"
+                    b"POST " + path.encode() + b"/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n8\r\n"
                     + body
                     + b"\r\n0\r\n\r\n",
                 ),
                 (
                     "header without colon",
-                    b"GET / HTTP/1.1\r\nHost: x\r\nNoColonHere\r\nConnection: close\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nNoColonHere\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "space in header name",
-                    b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\nConnection: close\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Name: 1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "nul in header",
-                    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\nConnection: close\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "oversized header",
-                    b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: "
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
                     + b"a" * 70_000
                     + b"\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "many headers",
-                    b"GET /health HTTP/1.1\r\nHost: x\r\n"
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     + b"".join(b"X-H%d: v\r\n" % i for i in range(300))
                     + b"Connection: close\r\n\r\n",
                 ),
@@ -1435,29 +1435,29 @@ class RawFuzzer:
                     "garbage request line",
                     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
                 ),
-                ("http/2 version", b"GET / HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n"),
+                ("http/2 version", b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
                 ("http/0.9", b"GET /health\r\n\r\n"),
                 (
                     "absolute form",
-                    b"GET http://127.0.0.1/2015-03-31/functions HTTP/1.1\r\nHost: x\r\n"
+                    b"GET http://127.0.0.1/2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Connection: close\r\n\r\n",
                 ),
-                ("asterisk form", b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+                ("asterisk form", b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
                 (
                     "unknown method",
-                    b"FUZZ /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"FUZZ /2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "lowercase method",
-                    b"get /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"get /2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "non-ascii target",
-                    b"GET /2015-03-31/functions/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"GET /2015-03-31/functions/\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "utf-8 target",
-                    "GET /2015-03-31/functions/caf\u00e9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+                    "GET /2015-03-31/functions/caf\u00e9 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode(),
                 ),
                 ("no host", b"GET /2015-03-31/functions HTTP/1.1\r\nConnection: close\r\n\r\n"),
                 (
@@ -1472,23 +1472,23 @@ class RawFuzzer:
                 ),
                 (
                     "obs-fold",
-                    b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\nConnection: close\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n b\r\nConnection: close\r\n\r\n",
                 ),
-                ("bare lf", b"GET /health HTTP/1.1\nHost: x\nConnection: close\n\n"),
-                ("pipelined garbage", b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n"),
+                ("bare lf", b"GET /health HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n"),
+                ("pipelined garbage", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE\r\n\r\n"),
                 (
                     "long path",
                     b"GET /"
                     + b"a" * 100_000
-                    + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "nul in path",
-                    b"GET /2015-03-31/functions/a%00b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    b"GET /2015-03-31/functions/a%00b HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
                 ),
                 (
                     "dot segments",
-                    b"GET /2015-03-31/functions/../../_ember/async HTTP/1.1\r\nHost: x\r\n"
+                    b"GET /2015-03-31/functions/../../_ember/async HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Connection: close\r\n\r\n",
                 ),
             ]

@@ -15,7 +15,7 @@ import urllib.parse
 
 ENDPOINT = urllib.parse.urlsplit(os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"))
 ADDRESS = (ENDPOINT.hostname or "127.0.0.1", ENDPOINT.port or 80)
-HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 HELD = []  # sockets kept open after the handler returns ("hold" with keep=True)
 
 
@@ -86,7 +86,8 @@ def partial_request(stats):
 def short_body(stats):
     s = _connect()
     s.sendall(
-        b"POST /2015-03-31/functions/x/invocations HTTP/1.1\r\nHost: x\r\n"
+        b"POST /2015-03-31/functions/x/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/json\r\n"
         b'Content-Length: 100000\r\n\r\n{"a":'
     )
     s.close()

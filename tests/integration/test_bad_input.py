@@ -309,7 +309,7 @@ def test_a_body_that_is_broken_http_is_no_unhandled_error(lam_raw: Any, server: 
     name = deploy(lam_raw, CODE, prefix="chunked")
     before = server.log().count("unhandled error")
     request = (
-        f"POST /2015-03-31/functions/{name}/invocations HTTP/1.1\r\nHost: x\r\n"
+        f"POST /2015-03-31/functions/{name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"
     ).encode()
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:

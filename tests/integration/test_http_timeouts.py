@@ -81,11 +81,12 @@ def test_slow_headers_short_bodies_and_idle_sockets_are_cut_off(own_server: Live
     before = settled_fds(own_server)
     slowloris = [connect(own_server) for _ in range(20)]
     for sock in slowloris:
-        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     short = [connect(own_server) for _ in range(20)]
     for sock in short:
         sock.sendall(
-            b"POST /2015-03-31/functions/nothing/invocations HTTP/1.1\r\nHost: x\r\n"
+            b"POST /2015-03-31/functions/nothing/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n" + b'{"only": "a part"'
         )
     idle = [connect(own_server) for _ in range(20)]
@@ -154,8 +155,8 @@ def test_a_half_closed_request_is_still_answered(own_server: LiveServer) -> None
     """The client sends its request and shuts its side (SHUT_WR): the answer still comes."""
     name = deploy(own_server.client("lambda"), NORMAL, "halfclosed")
     request = (
-        f"POST /2015-03-31/functions/{name}/invocations HTTP/1.1\r\nHost: x\r\n"
-        "Content-Length: 2\r\n\r\n{}"
+        f"POST /2015-03-31/functions/{name}/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     ).encode()
     for _ in range(5):
         sock = connect(own_server)
@@ -170,7 +171,7 @@ def test_a_half_closed_request_is_still_answered(own_server: LiveServer) -> None
 def test_deep_pipelining_is_refused(own_server: LiveServer) -> None:
     rss_before = rss_mb(own_server)
     sock = connect(own_server)
-    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 20000)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 20000)
     received = _rest(sock, b"")
     sock.close()
     assert received.count(b"HTTP/1.1 200 OK") < 200

@@ -159,7 +159,7 @@ import boto3
 def handler(event, context):
     port = urllib.parse.urlsplit(os.environ["AWS_ENDPOINT_URL"]).port
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"GET /health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+    s.sendall(b"GET /health HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
     s.shutdown(socket.SHUT_WR)
     answer = b""
     while True:
