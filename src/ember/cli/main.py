@@ -34,6 +34,9 @@ def main() -> None:
               help="Account concurrency limit.")
 @click.option("--sandbox-pool", type=int, default=2, show_default=True,
               help="Blank sandboxes kept ready per runtime (cold starts claim them).")
+@click.option("--tmp-storage", type=click.Choice(["disk", "memory"]), default="disk", show_default=True,
+              help="Each instance's /tmp: a file system of its own on disk, as on Lambda, or a tmpfs "
+                   "counted against its MemorySize.")
 @click.option("--async-concurrency", type=int, default=64, show_default=True,
               help="Asynchronous invocations running at once.")
 @click.option("--async-retry-base", type=float, default=60.0, show_default=True,
@@ -48,7 +51,7 @@ def main() -> None:
               help="An access key of your own that AWS_IAM function URLs accept too (with --secret-access-key).")
 @click.option("--secret-access-key", default=None, help="The secret of --access-key-id.")
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
-           idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
+           idle_timeout: float, concurrency: int, sandbox_pool: int, tmp_storage: str, async_concurrency: int,
            async_retry_base: float, log_level: str, hooks: bool,
            otlp_endpoint: str | None, access_key_id: str | None, secret_access_key: str | None) -> None:
     """Start the platform (every flag is also EMBER_<NAME>, e.g. EMBER_PORT)."""
@@ -66,6 +69,7 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         account_id=account_id,
         idle_timeout_s=idle_timeout,
         sandbox_pool=sandbox_pool,
+        tmp_storage=tmp_storage,
         async_concurrency=async_concurrency,
         async_retry_base_s=async_retry_base,
         log_level=log_level,

@@ -23,7 +23,11 @@ class ZygoteError(Exception):
 
 
 class Zygote:
-    """Starts `<interpreter> -I sandbox/zygote <fd>` and sends it spawn requests.
+    """Starts `<interpreter> -I sandbox/zygote <fd> <layout>` and sends it spawn requests.
+
+    The zygote moves into a root of its own (zygote/layout.py), mounted on `root_dir` (an empty
+    directory) in its own mount namespace, where the interpreter's `prefix` is /var/lang,
+    `runtime_dir` is /var/runtime and each of `host_paths` (path, writable) is under /.host.
 
     Spawning is a blocking exchange (fork + jail setup, about a millisecond or two), serialized
     by a lock; callers run it in a thread.
@@ -32,12 +36,18 @@ class Zygote:
     def __init__(
         self,
         interpreter: str,
+        prefix: str,
         runtime_dir: Path,
         runtime_module: str,
         seccomp: SeccompPrograms,
         log_path: Path,
+        root_dir: Path,
+        host_paths: list[tuple[str, bool]],
     ) -> None:
         self.interpreter = interpreter
+        self.prefix = prefix
+        self.root_dir = root_dir
+        self.host_paths = host_paths
         self.runtime_dir = runtime_dir
         self.runtime_module = runtime_module
         self.seccomp = seccomp
@@ -55,9 +65,17 @@ class Zygote:
     def _start(self) -> None:
         self._stop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        layout = {
+            "root": str(self.root_dir),
+            "prefix": self.prefix,
+            "executable": self.interpreter,
+            "runtime_dir": str(self.runtime_dir),
+            "zygote_dir": str(ZYGOTE_DIR),
+            "host_paths": self.host_paths,
+        }
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [self.interpreter, "-I", str(ZYGOTE_DIR), str(child.fileno())],
+                [self.interpreter, "-I", str(ZYGOTE_DIR), str(child.fileno()), json.dumps(layout)],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -70,7 +88,6 @@ class Zygote:
         config = {
             "seccomp_blank": self.seccomp.blank.hex(),
             "seccomp_claimed": self.seccomp.claimed.hex(),
-            "runtime_path": str(self.runtime_dir),
             "runtime_module": self.runtime_module,
         }
         parent.settimeout(60)
@@ -94,14 +111,16 @@ class Zygote:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def spawn(self, spec: dict[str, Any], instance_fd: int, log_fd: int) -> int:
-        """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed."""
+    def spawn(self, spec: dict[str, Any], instance_fd: int, log_fd: int, tmp_fd: int | None = None) -> int:
+        """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed
+        (`tmp_fd`: the loop device of its /tmp, when on disk)."""
         with self._lock:
             if not self.alive:
                 self._start()
             assert self._control is not None
             try:
-                socket.send_fds(self._control, [json.dumps(spec).encode()], [instance_fd, log_fd])
+                fds = [instance_fd, log_fd] if tmp_fd is None else [instance_fd, log_fd, tmp_fd]
+                socket.send_fds(self._control, [json.dumps(spec).encode()], fds)
                 reply = self._receive()
             except (OSError, ValueError, ZygoteError):
                 # The request/reply exchange is out of step or the zygote is gone: start afresh.

@@ -1,9 +1,12 @@
 """A zygote: a small, single-threaded, secret-free process that forks sandboxes.
 
-Started by the platform as `<runtime python> -I <this dir> <control fd>`. It pre-imports the
+Started by the platform as `<runtime python> -I <this dir> <control fd> <layout JSON>`, it
+first moves into a root of its own and re-executes itself there as `/var/lang/bin/pythonX.Y -I
+/var/rapid <control fd>` (zygote_root.py; layout.py says why). It then pre-imports the
 language runtime so each sandbox starts with it loaded, then serves spawn requests arriving as
 JSON messages (plus two file descriptors: the instance's socket and its log pipe) on a
-SOCK_SEQPACKET socket. A spawned sandbox is blank: it waits on its instance socket for a claim
+SOCK_SEQPACKET socket (a third descriptor, when /tmp is on disk: its loop device). Paths in
+a request are the host's; the zygote finds them under /.host. A spawned sandbox is blank: it waits on its instance socket for a claim
 (the function's code directory, its layers directory if any, /tmp size, environment and
 runtime arguments) before it drops privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
 Standard library only.
@@ -27,10 +30,12 @@ ZYGOTE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ZYGOTE_DIR)
 
 if TYPE_CHECKING:
-    from ember.sandbox.zygote import jail, prefault
+    from ember.sandbox.zygote import jail, layout, prefault, zygote_root
 else:
     import jail
+    import layout
     import prefault
+    import zygote_root
 
 MAX_MESSAGE = 256 * 1024
 SANDBOX_ARGV = ["/var/runtime/bootstrap.py"]  # what a function sees in sys.argv (as on AWS)
@@ -164,11 +169,21 @@ def _run_runtime(runtime: Runtime, instance_fd: int, runtime_args: dict[str, Any
     return status
 
 
+def _localize(spec: dict[str, Any], tmp_fd: int | None) -> None:
+    """A spawn request's host paths, as this zygote reaches them (under /.host)."""
+    spec["root"] = layout.SANDBOX_ROOT
+    spec["cgroup_procs"] = [layout.HOST + path for path in spec["cgroup_procs"]]
+    spec["tasks_root"] = layout.HOST + spec["tasks_root"]
+    spec["views"] = [[layout.HOST + source, target] for source, target in spec["views"]]
+    spec["tmp_fd"] = tmp_fd
+
+
 def _spawn(
     spec: dict[str, Any], fds: list[int], filters: Filters, runtime: Runtime,
     runtime_dir: str, control: socket.socket,
 ) -> dict[str, Any]:
-    instance_fd, log_fd = fds
+    instance_fd, log_fd = fds[:2]
+    _localize(spec, fds[2] if len(fds) > 2 else None)
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -191,8 +206,8 @@ def _spawn(
             finally:
                 os._exit(1)
     os.close(status_w)
-    os.close(instance_fd)
-    os.close(log_fd)
+    for fd in fds:
+        os.close(fd)
     chunks = []
     while True:
         chunk = os.read(status_r, 4096)
@@ -213,7 +228,7 @@ def main() -> None:
     jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # sandboxes' PID 1s are re-parented to us
     config: dict[str, Any] = json.loads(control.recv(MAX_MESSAGE))
     filters = Filters(bytes.fromhex(config["seccomp_blank"]), bytes.fromhex(config["seccomp_claimed"]))
-    runtime_dir: str = config["runtime_path"]
+    runtime_dir = layout.RUNTIME
     sys.path.insert(0, runtime_dir)
     runtime = cast(Runtime, __import__(config["runtime_module"]))
     runtime.preload()
@@ -223,13 +238,13 @@ def main() -> None:
         _reap()
         if not ready:
             continue
-        message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
+        message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 3)
         if not message:
             return
         try:
             spec = json.loads(message)
-            if len(fds) != 2:
-                raise ValueError("a spawn request carries exactly two descriptors")
+            if len(fds) not in (2, 3):
+                raise ValueError("a spawn request carries two or three descriptors")
             reply = _spawn(spec, fds, filters, runtime, runtime_dir, control)
         except Exception as exc:
             for fd in fds:
@@ -239,5 +254,15 @@ def main() -> None:
         control.send(json.dumps(reply).encode())
 
 
-if __name__ == "__main__":
+def start() -> None:
+    if len(sys.argv) > 2:  # stage 1: as the platform started it, with host paths
+        try:
+            zygote_root.enter(json.loads(sys.argv[2]), int(sys.argv[1]))
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
     main()
+
+
+if __name__ == "__main__":
+    start()
