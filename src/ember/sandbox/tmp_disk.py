@@ -211,6 +211,10 @@ class TmpDisks:
             raise TmpDiskUnavailable("mkfs.ext4 is not installed (Debian/Ubuntu: e2fsprogs)")
         shutil.rmtree(self.directory, ignore_errors=True)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.statvfs(self.directory)
+        size_mb = st.f_blocks * st.f_frsize >> 20
+        if size_mb < self.headroom_mb + BLANK_MB + METADATA_MB:
+            raise TmpDiskUnavailable(f"the file system of {self.directory} ({size_mb} MB) is too small")
         made = subprocess.run(
             [
                 mkfs,
