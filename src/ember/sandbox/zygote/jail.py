@@ -10,12 +10,14 @@ The order lives here and only here:
     1. join the instance's cgroups
     2. unshare mount, PID, IPC, UTS, network and cgroup namespaces
     3. private mount propagation; tmpfs root; read-only binds of the system directories,
-       /var/lang and the runtime; views (overlays, layout.py) of the SDK and of every package;
-       /etc; /dev; /tmp (a tmpfs when it is not on disk); pivot_root
+       /var/lang and the runtime; /etc; /dev; /tmp (a tmpfs when it is not on disk);
+       pivot_root (the zygote's tree stays at /.old)
     4. fork the inner child (PID 1 of the new namespace) and exit
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
-    5. mount /proc and mask what a function must not read there (/proc/cmdline...), mount /tmp
-       (its own ext4 file system on a loop device, when on disk), make / read-only, hostname,
+    5. mount /proc; views (overlays, layout.py) of the SDK and of every package, from /.old,
+       which is then detached (this waits for an RCU grace period: done here, it does not hold
+       the zygote up); mask what a function must not read in /proc (/proc/cmdline...); mount
+       /tmp (its own ext4 file system on a loop device, when on disk); make / read-only, hostname,
        loopback up, Ember's API listener (handed to the platform), the blank seccomp stage;
        copy the pages still shared with the zygote (prefault.py) unless a claim is already
        waiting; wait for a claim
@@ -229,17 +231,7 @@ def build_root(spec: dict[str, Any]) -> None:
     for name in sorted(os.listdir(layout.RUNTIME)):
         if name.endswith(".py"):
             bind(root, layout.RUNTIME + "/" + name, layout.RUNTIME + "/" + name)
-    # The SDK: a view of each package, made for this sandbox (a view lives as long as its
-    # mount, and the platform byte-compiles the SDK while the first sandboxes already run).
-    for source, target in spec["views"]:
-        if os.path.isdir(source):
-            view(source, root + target)
-        else:
-            _copy(source, root + target)
-    # Every function's unpacked code, reachable by root only until the sandbox is claimed:
-    # claim() binds one package at /var/task and hides this mount before dropping privileges.
     makedirs(root + TASKS_MOUNT, 0o700)
-    view(spec["tasks_root"], root + TASKS_MOUNT)
     _make_etc(root, spec)
     _make_dev(root)
     for path in ("/proc", "/var/task", "/opt"):
@@ -258,8 +250,23 @@ def build_root(spec: dict[str, Any]) -> None:
     os.chdir(root)
     pivot_root(".", ".old")
     os.chdir("/")
-    umount("/.old", MNT_DETACH)
-    os.rmdir("/.old")
+
+
+def _finish_root(spec: dict[str, Any]) -> None:
+    """Step 5's views, made from the zygote's tree (at /.old), which is then detached."""
+    old = "/.old"
+    # The SDK: a view of each package, made for this sandbox (a view lives as long as its
+    # mount, and the platform byte-compiles the SDK while the first sandboxes already run).
+    for source, target in spec["views"]:
+        if os.path.isdir(old + source):
+            view(old + source, target, old + layout.EMPTY)
+        else:
+            _copy(old + source, target)
+    # Every function's unpacked code, reachable by root only until the sandbox is claimed:
+    # claim() binds one package at /var/task and hides this mount before dropping privileges.
+    view(old + spec["tasks_root"], TASKS_MOUNT, old + layout.EMPTY)
+    umount(old, MNT_DETACH)
+    os.rmdir(old)
 
 
 def _copy(source: str, dest: str) -> None:
@@ -330,6 +337,7 @@ def ready_blank(spec: dict[str, Any]) -> socket.socket | None:
     platform can relay what functions send there to Ember's API — with no thread in the sandbox.
     """
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _finish_root(spec)
     _mask_proc()
     tmp_fd = spec.get("tmp_fd")
     if tmp_fd is not None:
