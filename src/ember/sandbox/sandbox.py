@@ -21,6 +21,7 @@ import socket
 import struct
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,17 @@ class Sandbox:
         close_quietly(self.log_fd)
 
 
+async def _discard_disk(making: Future[TmpDisk] | None) -> None:
+    """Close the disk being made for a blank that failed, once it is made."""
+    if making is None:
+        return
+    try:
+        disk = await asyncio.wrap_future(making)
+    except Exception:
+        return
+    disk.close()
+
+
 class SandboxManager:
     def __init__(
         self,
@@ -133,6 +145,7 @@ class SandboxManager:
         self.stale_cleaned = self.driver.cleanup_stale()
         self.seccomp = build_programs()
         self.tmp_disks = self._tmp_disks(tmp_max_mb) if tmp_on_disk else None
+        self._disk_maker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tmp-disk")
         # Set by the owner of the instances: destroy one idle instance to give back what it
         # holds (its /tmp's reservation); False when there is none.
         self.reclaim: Callable[[], bool] | None = None
@@ -266,15 +279,22 @@ class SandboxManager:
     async def _build(self, interpreter: Interpreter, prefault: bool = True) -> Sandbox:
         """A new blank sandbox: cgroup, then the zygote forks and jails it. A pooled blank
         (`prefault`) then copies the memory it shares with the zygote while it waits (see
-        zygote/prefault.py); one built for a claim already waiting skips that."""
+        zygote/prefault.py); one built for a claim already waiting skips that. Its /tmp disk,
+        if on disk, is made meanwhile (the blank waits for it before it hands over)."""
         sandbox_id = uuid.uuid4().hex[:16]
-        cgroup, disk = await asyncio.to_thread(self._prepare, sandbox_id)
+        making = self._disk_maker.submit(self.tmp_disks.create) if self.tmp_disks is not None else None
+        try:
+            cgroup = await asyncio.to_thread(self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max)
+        except BaseException:
+            await _discard_disk(making)
+            raise
         platform_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe()
         request = {
             "cgroup_procs": cgroup.procs_files(),
             "views": [list(b) for b in self.extra_binds],
             "tasks_root": str(self.tasks_root),
+            "tmp_disk": making is not None,
             "tmp_mb": 1,  # a tmpfs (when not on disk), sized by the claim
             "uid": SANDBOX_UID,
             "gid": SANDBOX_GID,
@@ -284,8 +304,8 @@ class SandboxManager:
             "prefault": prefault,
         }
         try:
-            pid, listener = await asyncio.to_thread(
-                self._spawn, interpreter, request, platform_end, sandbox_end.fileno(), log_w, disk
+            pid, listener, disk = await asyncio.to_thread(
+                self._spawn, interpreter, request, platform_end, sandbox_end.fileno(), log_w, making
             )
         except BaseException:
             platform_end.close()
@@ -293,26 +313,13 @@ class SandboxManager:
             with contextlib.suppress(OSError):
                 cgroup.kill()
                 cgroup.remove()
-            if disk is not None:
-                disk.close()
+            await _discard_disk(making)
             raise
         finally:
             sandbox_end.close()
             close_quietly(log_w)
         self.created += 1
         return Sandbox(sandbox_id, pid, cgroup, platform_end, log_r, listener, disk)
-
-    def _prepare(self, sandbox_id: str) -> tuple[Cgroup, TmpDisk | None]:
-        """A blank's cgroup and /tmp disk (blocking; run in a thread)."""
-        cgroup = self.driver.create(sandbox_id, BLANK_MEMORY_MB, self.pids_max)
-        if self.tmp_disks is None:
-            return cgroup, None
-        try:
-            return cgroup, self.tmp_disks.create()
-        except BaseException:
-            with contextlib.suppress(OSError):
-                cgroup.remove()
-            raise
 
     def _spawn(
         self,
@@ -321,11 +328,17 @@ class SandboxManager:
         platform_end: socket.socket,
         sandbox_fd: int,
         log_w: int,
-        disk: TmpDisk | None,
-    ) -> tuple[int, socket.socket | None]:
-        """Fork a blank (blocking; run in a thread) and take the first thing it sends: its API
-        listener, or word that it has none. Its /tmp disk, if any, is mounted by then: cap it."""
-        pid = self.zygote(interpreter).spawn(request, sandbox_fd, log_w, disk.device if disk else None)
+        making: Future[TmpDisk] | None,
+    ) -> tuple[int, socket.socket | None, TmpDisk | None]:
+        """Fork a blank (blocking; run in a thread), send it its /tmp disk if it has one, and
+        take the first thing it sends: its API listener, or word that it has none."""
+        pid = self.zygote(interpreter).spawn(request, sandbox_fd, log_w)
+        disk = None
+        if making is not None:
+            disk = making.result()
+            assert disk.mount is not None
+            socket.send_fds(platform_end, [b"D"], [disk.mount])
+            disk.handed_over()
         platform_end.settimeout(HANDOVER_TIMEOUT_S)
         try:
             message, fds, _, _ = socket.recv_fds(platform_end, 1, 1)
@@ -336,14 +349,7 @@ class SandboxManager:
                 close_quietly(fd)
             raise OSError(f"blank sandbox {pid} did not hand over its API listener")
         listener = socket.socket(fileno=fds[0]) if fds else None
-        if disk is not None:
-            try:
-                disk.mounted(f"/proc/{pid}/root")
-            except BaseException:
-                if listener is not None:
-                    listener.close()
-                raise
-        return pid, listener
+        return pid, listener, disk
 
     async def stop(self) -> None:
         for task in self._refills.values():
@@ -355,6 +361,7 @@ class SandboxManager:
         for zygote in self._zygotes.values():
             zygote.stop()
         self._zygotes.clear()
+        self._disk_maker.shutdown(wait=True)
         if self.tmp_disks is not None:
             self.tmp_disks.stop()
         with contextlib.suppress(OSError):

@@ -111,16 +111,14 @@ class Zygote:
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def spawn(self, spec: dict[str, Any], instance_fd: int, log_fd: int, tmp_fd: int | None = None) -> int:
-        """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed
-        (`tmp_fd`: the loop device of its /tmp, when on disk)."""
+    def spawn(self, spec: dict[str, Any], instance_fd: int, log_fd: int) -> int:
+        """Fork a sandbox; returns the host pid of its PID 1. The fds are sent, not consumed."""
         with self._lock:
             if not self.alive:
                 self._start()
             assert self._control is not None
             try:
-                fds = [instance_fd, log_fd] if tmp_fd is None else [instance_fd, log_fd, tmp_fd]
-                socket.send_fds(self._control, [json.dumps(spec).encode()], fds)
+                socket.send_fds(self._control, [json.dumps(spec).encode()], [instance_fd, log_fd])
                 reply = self._receive()
             except (OSError, ValueError, ZygoteError):
                 # The request/reply exchange is out of step or the zygote is gone: start afresh.

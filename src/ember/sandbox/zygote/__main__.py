@@ -5,8 +5,9 @@ first moves into a root of its own and re-executes itself there as `/var/lang/bi
 /var/rapid <control fd>` (zygote_root.py; layout.py says why). It then pre-imports the
 language runtime so each sandbox starts with it loaded, then serves spawn requests arriving as
 JSON messages (plus two file descriptors: the instance's socket and its log pipe) on a
-SOCK_SEQPACKET socket (a third descriptor, when /tmp is on disk: its loop device). Paths in
-a request are the host's; the zygote finds them under /.host. A spawned sandbox is blank: it waits on its instance socket for a claim
+SOCK_SEQPACKET socket. Paths in a request are the host's; the zygote finds them under /.host.
+A sandbox whose /tmp is on disk receives the disk's file system, mounted detached, on its
+instance socket, from the platform, which makes it while the zygote forks. A spawned sandbox is blank: it waits on its instance socket for a claim
 (the function's code directory, its layers directory if any, /tmp size, environment and
 runtime arguments) before it drops privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
 Standard library only.
@@ -90,6 +91,20 @@ def _claim_waiting(fd: int) -> bool:
     return bool(readable)
 
 
+def _receive_disk(instance_fd: int) -> int:
+    """/tmp's file system, mounted detached by the platform (a `D` and the mount descriptor)."""
+    channel = socket.socket(fileno=instance_fd)
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    finally:
+        channel.detach()
+    if message == b"D" and len(fds) == 1:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    raise EOFError("the platform sent no /tmp disk")
+
+
 def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
     """Send the API listener (or nothing) to the platform: the first message of every blank."""
     channel = socket.socket(fileno=instance_fd)
@@ -109,6 +124,8 @@ def _run_inner(
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
         listener = jail.ready_blank(spec)
+        if spec.get("tmp_disk"):
+            jail.attach_tmp_disk(_receive_disk(instance_fd))
         jail.load_seccomp(filters.blank)
         _hand_over(instance_fd, listener)
         if spec.get("prefault", True):
@@ -169,21 +186,20 @@ def _run_runtime(runtime: Runtime, instance_fd: int, runtime_args: dict[str, Any
     return status
 
 
-def _localize(spec: dict[str, Any], tmp_fd: int | None) -> None:
+def _localize(spec: dict[str, Any]) -> None:
     """A spawn request's host paths, as this zygote reaches them (under /.host)."""
     spec["root"] = layout.SANDBOX_ROOT
     spec["cgroup_procs"] = [layout.HOST + path for path in spec["cgroup_procs"]]
     spec["tasks_root"] = layout.HOST + spec["tasks_root"]
     spec["views"] = [[layout.HOST + source, target] for source, target in spec["views"]]
-    spec["tmp_fd"] = tmp_fd
 
 
 def _spawn(
     spec: dict[str, Any], fds: list[int], filters: Filters, runtime: Runtime,
     runtime_dir: str, control: socket.socket,
 ) -> dict[str, Any]:
-    instance_fd, log_fd = fds[:2]
-    _localize(spec, fds[2] if len(fds) > 2 else None)
+    instance_fd, log_fd = fds
+    _localize(spec)
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -238,13 +254,13 @@ def main() -> None:
         _reap()
         if not ready:
             continue
-        message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 3)
+        message, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 2)
         if not message:
             return
         try:
             spec = json.loads(message)
-            if len(fds) not in (2, 3):
-                raise ValueError("a spawn request carries two or three descriptors")
+            if len(fds) != 2:
+                raise ValueError("a spawn request carries exactly two descriptors")
             reply = _spawn(spec, fds, filters, runtime, runtime_dir, control)
         except Exception as exc:
             for fd in fds:

@@ -16,9 +16,10 @@ The order lives here and only here:
   inner child (a "blank" sandbox until claimed; blanks are pre-built in a pool):
     5. mount /proc; views (overlays, layout.py) of the SDK and of every package, from /.old,
        which is then detached (this waits for an RCU grace period: done here, it does not hold
-       the zygote up); mask what a function must not read in /proc (/proc/cmdline...); mount
-       /tmp (its own ext4 file system on a loop device, when on disk); make / read-only, hostname,
-       loopback up, Ember's API listener (handed to the platform), the blank seccomp stage;
+       the zygote up); mask what a function must not read in /proc (/proc/cmdline...); make /
+       read-only, hostname, loopback up, Ember's API listener; attach /tmp (its own ext4 file
+       system, which the platform mounted and sends, when on disk); the blank seccomp stage;
+       hand the listener to the platform;
        copy the pages still shared with the zygote (prefault.py) unless a claim is already
        waiting; wait for a claim
     6. on claim: bind the function's code at /var/task and its layers at /opt, size /tmp (a
@@ -28,7 +29,6 @@ The order lives here and only here:
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import fcntl
@@ -72,7 +72,9 @@ PR_SET_CHILD_SUBREAPER = 36
 SECCOMP_MODE_FILTER = 2
 
 TASKS_MOUNT = "/.ember-tasks"
-TMP_DISK_OPTIONS = "noinit_itable"  # a fresh image's inode tables stay unwritten (and sparse)
+_SYS_MOVE_MOUNT = 429  # Linux 5.2+, the same number on every architecture
+AT_FDCWD = -100
+MOVE_MOUNT_F_EMPTY_PATH = 4
 
 # What container runtimes mask in /proc: the kernel's command line, memory, keys, timers and
 # the scheduler's view of every task on the host. Files get /dev/null bound over them,
@@ -237,7 +239,7 @@ def build_root(spec: dict[str, Any]) -> None:
     for path in ("/proc", "/var/task", "/opt"):
         makedirs(root + path)
     makedirs(root + "/tmp", 0o1777)
-    if spec.get("tmp_fd") is None:  # in memory: a tmpfs, sized by the claim
+    if not spec.get("tmp_disk"):  # in memory: a tmpfs, sized by the claim
         mount(
             "tmpfs",
             root + "/tmp",
@@ -339,9 +341,6 @@ def ready_blank(spec: dict[str, Any]) -> socket.socket | None:
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _finish_root(spec)
     _mask_proc()
-    tmp_fd = spec.get("tmp_fd")
-    if tmp_fd is not None:
-        _mount_tmp_disk(tmp_fd)
     # Seal the root now: the claim only mounts onto existing mountpoints (and /tmp is its own).
     mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     _check(_libc.sethostname(b"localhost", 9), "sethostname")
@@ -367,18 +366,18 @@ def _mask_proc() -> None:
             mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
 
 
-def _mount_tmp_disk(device_fd: int) -> None:
-    """/tmp on disk: the ext4 file system on the loop device the platform attached (and will
-    cap), named by descriptor. When the sandbox's mount namespace goes, the file system is
-    unmounted and the device, set to clear itself, lets go of its (already deleted) image."""
+def attach_tmp_disk(mount_fd: int) -> None:
+    """Step 5's /tmp on disk: the platform mounted the sandbox's own file system, detached
+    (sandbox/tmp_disk.py); attach it at /tmp. When the sandbox's mount namespace goes, it is
+    unmounted, and its loop device lets go of its (already deleted) image."""
     try:
-        mount("/proc/self/fd/%d" % device_fd, "/tmp", "ext4", MS_NOSUID | MS_NODEV, TMP_DISK_OPTIONS)
+        _check(
+            _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), b"/tmp",
+                          ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+            "move_mount /tmp",
+        )
     finally:
-        os.close(device_fd)
-    if os.stat("/tmp").st_mode & 0o7777 != 0o1777:  # a template made without debugfs
-        os.chmod("/tmp", 0o1777)
-    with contextlib.suppress(FileNotFoundError):
-        os.rmdir("/tmp/lost+found")
+        os.close(mount_fd)
 
 
 def claim(task_subdir: str, tmp_mb: int | None, opt_subdir: str | None = None) -> None:
