@@ -370,12 +370,10 @@ def attach_tmp_disk(mount_fd: int) -> None:
     """Step 5's /tmp on disk: the platform mounted the sandbox's own file system, detached
     (sandbox/tmp_disk.py); attach it at /tmp. When the sandbox's mount namespace goes, it is
     unmounted, and its loop device lets go of its (already deleted) image."""
+    flags = ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)
     try:
-        _check(
-            _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), b"/tmp",
-                          ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
-            "move_mount /tmp",
-        )
+        result = _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), b"/tmp", flags)
+        _check(result, "move_mount /tmp")
     finally:
         os.close(mount_fd)
 
