@@ -194,13 +194,15 @@ class TmpDisk:
         self.mount = mount_detached(f"/dev/loop{self.number}")
         root = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.mount)
         try:
-            st = os.fstatvfs(root)
             if os.fstat(root).st_mode & 0o7777 != 0o1777:  # a template made without debugfs
                 os.fchmod(root, 0o1777)
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir("lost+found", dir_fd=root)
+            st = os.fstatvfs(root)
         finally:
             os.close(root)
+        if st.f_frsize != BLOCK or st.f_bfree < self.owner.max_mb * ((1 << 20) // BLOCK):
+            raise OSError(errno.EIO, f"loop{self.number} does not hold a fresh /tmp disk")
         self.free_clusters = st.f_bfree
         self.limit = os.open(
             f"/sys/fs/ext4/loop{self.number}/reserved_clusters", os.O_WRONLY | os.O_CLOEXEC
