@@ -92,8 +92,11 @@ class Platform:
             pool_size=settings.sandbox_pool,
             pids_max=settings.limits.pids_max,
             nofile=settings.limits.nofile,
+            tmp_on_disk=settings.tmp_storage == "disk",
+            tmp_max_mb=settings.limits.ephemeral_max_mb,
         )
         self.pool = WorkerPool(settings, self.sandboxes, self.runtimes, self.api_socket)
+        self.sandboxes.reclaim = self.pool.reclaim_idle  # a /tmp that does not fit on disk
         self.pool.opt_dirs = self.functions.opt_dir  # layers, composed, at /opt
         self.pool.role_credentials = self.access_keys.function_environment()
         self.functions.change_listeners.append(self.pool.retire)

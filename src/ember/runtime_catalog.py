@@ -2,7 +2,7 @@
 
 Discovered once at start-up from what is actually installed: for each `pythonX.Y` we look
 for a real interpreter (pyenv versions, then PATH) and record its executable and prefix, which
-the sandbox binds read-only at the same path.
+sandboxes see read-only at /var/lang (sandbox/zygote/layout.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class Runtime:
     name: str  # Lambda's identifier, e.g. "python3.12"
     family: str  # "python"
     executable: str  # real interpreter path (no shims)
-    prefix: str  # installation prefix to bind into sandboxes
+    prefix: str  # installation prefix (/var/lang in sandboxes)
     version: str  # full version, e.g. "3.12.1"
 
 

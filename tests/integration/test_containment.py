@@ -2,22 +2,27 @@
 and afterwards the platform and every other function keep working.
 
 Limits under test (docs/behavior.md): cgroup memory = MemorySize, pids.max 1024, RLIMIT_NOFILE
-1024, /tmp a tmpfs of EphemeralStorage MB, a non-root uid, no_new_privs + seccomp, private
-mount/PID/IPC/UTS/network namespaces with a read-only root.
+1024, /tmp a disk of EphemeralStorage MB (not memory), a non-root uid, no_new_privs + seccomp,
+private mount/PID/IPC/UTS/network namespaces with a read-only root, no host path in sight.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import ember
 from conftest import LiveServer
+from ember.runtime_catalog import discover
 from invoking import Invoked, deploy, invoke, ok
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes need root")
@@ -199,32 +204,69 @@ def handler(event, context):
     assert ok(lam, name, {"health": True}) == 200  # the same instance still reaches Ember
 
 
-def test_filling_tmp_ends_in_enospc(lam: Any) -> None:
+TMP_FILLER = """
+import os
+
+def free_mb():
+    st = os.statvfs("/tmp")
+    return st.f_bavail * st.f_frsize >> 20
+
+def handler(event, context):
+    before = free_mb()
+    if event.get("look"):
+        return {"free_mb": before, "files": os.listdir("/tmp")}
+    written = 0
+    chunk = b"\\1" * (4 << 20)
+    try:
+        with open("/tmp/fill", "wb") as f:
+            while written < event.get("stop_mb", 16384):
+                f.write(chunk)
+                f.flush()
+                written += 4
+    except OSError as exc:
+        return {"mb": written, "errno": exc.errno, "free_mb": before}
+    finally:
+        os.unlink("/tmp/fill")
+    return {"mb": written, "errno": None, "free_mb": before}
+"""
+
+
+def test_a_128_mb_function_fills_its_512_mb_tmp_and_gets_enospc_not_oom(lam: Any) -> None:
+    # /tmp is a disk of its own, as on Lambda: what a function writes there is not memory.
+    name, result = run(lam, TMP_FILLER, MemorySize=128, EphemeralStorage={"Size": 512}, Timeout=120)
+    assert result.function_error is None, result.payload
+    assert result.report["error_type"] is None
+    assert result.payload["free_mb"] == 512
+    assert result.payload["errno"] == errno.ENOSPC
+    assert 500 <= result.payload["mb"] <= 512
+    again = invoke(lam, name, {"look": True})  # the same instance: the space came back
+    assert not again.cold
+    assert again.payload == {"free_mb": 512, "files": []}
+
+
+def test_a_larger_ephemeral_storage_gives_more_room(lam: Any) -> None:
+    event = {"stop_mb": 640}  # more than the default 512 MB would hold
+    _, result = run(lam, TMP_FILLER, event, MemorySize=1024, EphemeralStorage={"Size": 1024}, Timeout=120)
+    assert result.payload == {"mb": 640, "errno": None, "free_mb": 1024}
+
+
+def test_tmp_is_empty_in_every_new_instance(lam: Any) -> None:
     code = """
 import os
 
 def handler(event, context):
-    written = 0
-    chunk = b"\\0" * (1 << 20)
-    try:
-        with open("/tmp/fill", "wb") as f:
-            while written < 2048:
-                f.write(chunk)
-                f.flush()
-                written += 1
-    except OSError as exc:
-        return {"mb": written, "errno": exc.errno}
-    finally:
-        os.unlink("/tmp/fill")
-    return {"mb": written, "errno": None}
+    found = sorted(os.listdir("/tmp"))
+    with open("/tmp/left-behind", "w") as f:
+        f.write("x")
+    return found
 """
-    # /tmp is a tmpfs: its pages are charged to the sandbox's memory cgroup, so the function
-    # gets more memory (1024 MB) than /tmp holds (512 MB) and the disk limit is what it meets.
-    name, result = run(lam, code, MemorySize=1024, EphemeralStorage={"Size": 512})
-    assert result.function_error is None, result.payload
-    assert result.payload["errno"] == errno.ENOSPC
-    assert 500 <= result.payload["mb"] <= 512
-    assert ok(lam, name)["errno"] == errno.ENOSPC  # the space came back: the file was removed
+    name, first = run(lam, code)
+    assert first.payload == []
+    assert ok(lam, name) == ["left-behind"]  # a warm instance keeps its /tmp, as on Lambda
+    lam.update_function_configuration(FunctionName=name, Description="a new instance, please")
+    fresh = invoke(lam, name)
+    assert fresh.cold
+    assert fresh.payload == []
 
 
 def test_an_infinite_loop_times_out(lam: Any) -> None:
@@ -312,6 +354,73 @@ def handler(event, context):
     assert "ok" not in seen["host_code"]
     assert seen["tasks_mount"].get("ok", []) == []  # the packages mount is gone after the claim
     assert ok(lam, a_name) == [f"secret-{marker}"]  # A's /tmp is intact
+
+
+PATHS_PROBE = """
+import json
+import os
+import sys
+import traceback
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError as exc:
+        return "%s: %s" % (type(exc).__name__, exc)
+
+
+def handler(event, context):
+    if event.get("raise"):
+        return json.loads("{not json")  # an unhandled error, through the standard library
+    try:
+        json.loads("{not json")
+    except ValueError:
+        caught = traceback.format_exc()
+    return {
+        "mountinfo": read("/proc/self/mountinfo"),
+        "mountinfo_1": read("/proc/1/mountinfo"),
+        "maps": read("/proc/self/maps"),
+        "cmdline": read("/proc/cmdline"),
+        "cmdline_1": read("/proc/1/cmdline").replace("\\0", " "),
+        "environ_1": read("/proc/1/environ").replace("\\0", " "),
+        "stack": "".join(traceback.format_stack()),
+        "caught": caught,
+        "sys": [sys.executable, sys.prefix, sys.base_prefix, *sys.path, *sys.argv],
+        "files": sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}),
+    }
+"""
+
+
+def _host_paths(server: LiveServer) -> dict[str, str]:
+    """Where Ember, its virtualenv, its data and the runtime's interpreter live on the host."""
+    return {
+        "data dir": str(server.data_dir.resolve()),
+        "virtualenv": str(Path(sys.prefix).resolve()),
+        "source tree": str(Path(ember.__file__).resolve().parent),
+        "interpreter prefix": discover()["python3.12"].prefix,
+    }
+
+
+def test_no_host_path_shows_in_what_a_function_can_read(lam: Any, server: LiveServer) -> None:
+    name, result = run(lam, PATHS_PROBE, Timeout=30)
+    seen = result.payload
+    failed = invoke(lam, name, {"raise": True})
+    assert failed.payload["errorType"] == "JSONDecodeError"
+    seen["error"] = json.dumps(failed.payload)
+    seen["error_log"] = failed.log
+    for what, path in _host_paths(server).items():
+        for key, text in seen.items():
+            assert path not in str(text), f"the {what} ({path}) shows in {key}: {text}"
+    # What shows instead: Lambda's own layout.
+    assert "/var/runtime/bootstrap.py" in seen["stack"]
+    assert "/var/lang/lib/python3.12/json/" in seen["caught"]
+    assert "/var/lang/lib/python3.12/json/" in seen["error"]
+    assert seen["sys"][:2] == ["/var/lang/bin/python3.12", "/var/lang"]
+    # The kernel's command line, and the like, are masked.
+    assert Path("/proc/cmdline").read_text().strip()  # the host's is not empty
+    assert seen["cmdline"] == ""
 
 
 # -- privileges --------------------------------------------------------------------------------

@@ -34,6 +34,9 @@ def main() -> None:
               help="Account concurrency limit.")
 @click.option("--sandbox-pool", type=int, default=2, show_default=True,
               help="Blank sandboxes kept ready per runtime (cold starts claim them).")
+@click.option("--tmp-storage", type=click.Choice(["disk", "memory"]), default="disk", show_default=True,
+              help="Each instance's /tmp: a file system of its own on disk, as on Lambda, or a tmpfs "
+                   "counted against its MemorySize.")
 @click.option("--async-concurrency", type=int, default=64, show_default=True,
               help="Asynchronous invocations running at once.")
 @click.option("--async-retry-base", type=float, default=60.0, show_default=True,
@@ -55,7 +58,7 @@ def main() -> None:
               help="URLs CreateFunctionUrlConfig returns: 'path' (http://<host>:<port>/_ember/url/<id>/, "
                    "every client opens it) or 'host' (AWS's shape, http://<id>.lambda-url.<region>.localhost:<port>/).")
 def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
-           idle_timeout: float, concurrency: int, sandbox_pool: int, async_concurrency: int,
+           idle_timeout: float, concurrency: int, sandbox_pool: int, tmp_storage: str, async_concurrency: int,
            async_retry_base: float, log_level: str, hooks: bool,
            otlp_endpoint: str | None, access_key_id: str | None, secret_access_key: str | None,
            allowed_hosts: tuple[str, ...] = (), function_url_form: str = "path") -> None:
@@ -74,6 +77,7 @@ def server(data_dir: Path, host: str, port: int, region: str, account_id: str,
         account_id=account_id,
         idle_timeout_s=idle_timeout,
         sandbox_pool=sandbox_pool,
+        tmp_storage=tmp_storage,
         async_concurrency=async_concurrency,
         async_retry_base_s=async_retry_base,
         log_level=log_level,

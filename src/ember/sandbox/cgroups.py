@@ -62,6 +62,7 @@ class Cgroup(Protocol):
 
 class CgroupDriver(Protocol):
     version: int
+    root: Path  # the cgroup file systems' mount point (a zygote needs it: zygote/layout.py)
 
     def create(self, name: str, memory_mb: int, pids_max: int) -> Cgroup: ...
 
@@ -314,6 +315,7 @@ class V2Driver:
     version = 2
 
     def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "ember") -> None:
+        self.root = root
         self.parent = root / parent
         self.parent.mkdir(exist_ok=True)
         available = _read(root / "cgroup.controllers").split()

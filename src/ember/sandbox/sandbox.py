@@ -1,9 +1,11 @@
 """Sandboxes: build blank ones ahead of demand, claim one for a function, destroy it.
 
 Mechanism only: this module knows interpreters, limits, binds and environment variables, never
-functions. A blank sandbox already has its cgroup, namespaces, private root, /proc and network;
-claiming it sends one frame (code directory, /tmp size, environment, runtime arguments) and
-the sandbox attaches the code, drops its privileges and starts the runtime. A pool of blanks
+functions. A blank sandbox already has its cgroup, namespaces, private root, /proc, network
+and /tmp (a disk of its own, tmp_disk.py, or a tmpfs); claiming it reserves the /tmp size on
+the host's disk and caps the disk at it, then sends one frame (code directory, environment,
+runtime arguments) and the sandbox attaches the code, drops its privileges and starts the
+runtime. A pool of blanks
 per interpreter keeps that setup off the cold-start path. A sandbox that hit any error is
 destroyed, never reused.
 """
@@ -18,6 +20,8 @@ import os
 import socket
 import struct
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +30,14 @@ import orjson
 
 from ember.sandbox.cgroups import Cgroup, CgroupDriver, detect
 from ember.sandbox.seccomp import build_programs
+from ember.sandbox.tmp_disk import TmpDisk, TmpDiskFull, TmpDisks, TmpDiskUnavailable
+from ember.sandbox.zygote import layout
 from ember.sandbox.zygote_client import Zygote, close_quietly
 
 log = logging.getLogger(__name__)
 
 RUNTIMES_DIR = Path(__file__).resolve().parent.parent / "runtimes"
+LANG_DIR = layout.LANG  # the interpreter's prefix, as a sandbox sees it
 
 SANDBOX_UID = 993  # an unprivileged uid owned by nothing on the host
 SANDBOX_GID = 993
@@ -42,7 +49,7 @@ REFILL_DELAY_S = 0.05  # how long after a claim the pool starts building its rep
 @dataclass(frozen=True)
 class Interpreter:
     executable: str  # the runtime's real Python executable
-    prefix: str  # its installation prefix, bound read-only at the same path
+    prefix: str  # its installation prefix, mounted read-only at /var/lang
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class Sandbox:
     channel: socket.socket  # the platform's end of the instance socket
     log_fd: int  # read end of the sandbox's stdout/stderr pipe
     api_listener: socket.socket | None = None  # listening inside the sandbox's network namespace
+    tmp_disk: TmpDisk | None = None  # its /tmp, when on disk
     destroyed: bool = False
 
     def alive(self) -> bool:
@@ -87,10 +95,23 @@ class Sandbox:
         if self.api_listener is not None:
             with contextlib.suppress(OSError):
                 self.api_listener.close()
+        if self.tmp_disk is not None:
+            self.tmp_disk.close()
 
     def discard_unclaimed(self) -> None:
         self.destroy()
         close_quietly(self.log_fd)
+
+
+async def _discard_disk(making: Future[TmpDisk] | None) -> None:
+    """Close the disk being made for a blank that failed, once it is made."""
+    if making is None:
+        return
+    try:
+        disk = await asyncio.wrap_future(making)
+    except Exception:
+        return
+    disk.close()
 
 
 class SandboxManager:
@@ -105,6 +126,8 @@ class SandboxManager:
         isolate_network: bool = True,
         api_port: int | None = None,
         driver: CgroupDriver | None = None,
+        tmp_on_disk: bool = True,
+        tmp_max_mb: int = 10240,
     ) -> None:
         self.work_dir = work_dir
         self.rootfs = work_dir / "rootfs"
@@ -121,23 +144,49 @@ class SandboxManager:
         self.driver = driver or detect(f"ember-{tag}")
         self.stale_cleaned = self.driver.cleanup_stale()
         self.seccomp = build_programs()
+        self.tmp_disks = self._tmp_disks(tmp_max_mb) if tmp_on_disk else None
+        self._disk_maker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tmp-disk")
+        # Set by the owner of the instances: destroy one idle instance to give back what it
+        # holds (its /tmp's reservation); False when there is none.
+        self.reclaim: Callable[[], bool] | None = None
         self.created = 0
         self._zygotes: dict[str, Zygote] = {}
         self._blanks: dict[Interpreter, list[Sandbox]] = {}
         self._refills: dict[Interpreter, asyncio.Task[None]] = {}
+
+    def _tmp_disks(self, max_mb: int) -> TmpDisks | None:
+        disks = TmpDisks(self.work_dir / "tmp", max_mb)
+        try:
+            disks.start()
+        except (TmpDiskUnavailable, OSError) as exc:
+            log.warning(
+                "/tmp stays in memory (a tmpfs counted against each function's MemorySize), "
+                "not on disk: %s", exc,
+            )
+            return None
+        return disks
 
     def zygote(self, interpreter: Interpreter) -> Zygote:
         zygote = self._zygotes.get(interpreter.executable)
         if zygote is None:
             zygote = Zygote(
                 interpreter.executable,
+                interpreter.prefix,
                 RUNTIMES_DIR / "python",
                 "bootstrap",
                 self.seccomp,
                 self.work_dir / f"zygote-{Path(interpreter.executable).name}.log",
+                self.rootfs,
+                self._zygote_host_paths(),
             )
             self._zygotes[interpreter.executable] = zygote
         return zygote
+
+    def _zygote_host_paths(self) -> list[tuple[str, bool]]:
+        """The host's paths a zygote reaches (spawn requests name them): (path, writable)."""
+        paths = [(str(self.driver.root), True), (str(self.tasks_root), False)]
+        paths += [(source, False) for source, _ in self.extra_binds]
+        return paths
 
     def blank_count(self) -> int:
         return sum(len(blanks) for blanks in self._blanks.values())
@@ -153,6 +202,7 @@ class SandboxManager:
             raise ValueError(f"{spec.task_dir} is not a package under {self.tasks_root}")
         if spec.opt_dir is not None and spec.opt_dir.parent != self.tasks_root:
             raise ValueError(f"{spec.opt_dir} is not a directory under {self.tasks_root}")
+        reserved = self._reserve_tmp(spec.tmp_mb)  # before taking a blank: it may be refused
         blanks = self._blanks.setdefault(spec.interpreter, [])
         sandbox = None
         while blanks:
@@ -162,15 +212,27 @@ class SandboxManager:
                 break
             candidate.discard_unclaimed()
         self._refill_soon(spec.interpreter)
-        if sandbox is None:
-            sandbox = await self._build(spec.interpreter, prefault=False)  # the claim is next
         try:
+            if sandbox is None:
+                sandbox = await self._build(spec.interpreter, prefault=False)  # the claim is next
+        except BaseException:
+            if self.tmp_disks is not None:
+                self.tmp_disks.unreserve(reserved)
+            raise
+        try:
+            disk = sandbox.tmp_disk
+            if self.tmp_disks is not None:
+                if disk is None:
+                    self.tmp_disks.unreserve(reserved)
+                else:
+                    self.tmp_disks.hold(disk, reserved)
+                    disk.cap(spec.tmp_mb)
             sandbox.cgroup.configure(spec.memory_mb)
             claim = orjson.dumps(
                 {
                     "task_dir": spec.task_dir.name,
                     "opt_dir": spec.opt_dir.name if spec.opt_dir is not None else None,
-                    "tmp_mb": spec.tmp_mb,
+                    "tmp_mb": None if disk is not None else spec.tmp_mb,
                     "env": spec.env,
                     "runtime": spec.runtime_args,
                 }
@@ -180,6 +242,18 @@ class SandboxManager:
             sandbox.discard_unclaimed()
             raise
         return sandbox
+
+    def _reserve_tmp(self, mb: int) -> int:
+        """Reserve the claim's /tmp on the host's disk, destroying idle instances (through
+        `reclaim`) while it does not fit; TmpDiskFull when it cannot."""
+        if self.tmp_disks is None:
+            return 0
+        while True:
+            try:
+                return self.tmp_disks.reserve(mb)
+            except TmpDiskFull:
+                if self.reclaim is None or not self.reclaim():
+                    raise
 
     def _refill_soon(self, interpreter: Interpreter) -> None:
         task = self._refills.get(interpreter)
@@ -205,17 +279,23 @@ class SandboxManager:
     async def _build(self, interpreter: Interpreter, prefault: bool = True) -> Sandbox:
         """A new blank sandbox: cgroup, then the zygote forks and jails it. A pooled blank
         (`prefault`) then copies the memory it shares with the zygote while it waits (see
-        zygote/prefault.py); one built for a claim already waiting skips that."""
+        zygote/prefault.py); one built for a claim already waiting skips that. Its /tmp disk,
+        if on disk, is made meanwhile (the blank waits for it before it hands over)."""
         sandbox_id = uuid.uuid4().hex[:16]
-        cgroup = await asyncio.to_thread(self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max)
+        making = self._disk_maker.submit(self.tmp_disks.create) if self.tmp_disks is not None else None
+        try:
+            cgroup = await asyncio.to_thread(self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max)
+        except BaseException:
+            await _discard_disk(making)
+            raise
         platform_end, sandbox_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_r, log_w = os.pipe()
         request = {
             "cgroup_procs": cgroup.procs_files(),
-            "root": str(self.rootfs),
-            "binds": [[interpreter.prefix, interpreter.prefix], *[list(b) for b in self.extra_binds]],
+            "views": [list(b) for b in self.extra_binds],
             "tasks_root": str(self.tasks_root),
-            "tmp_mb": 1,
+            "tmp_disk": making is not None,
+            "tmp_mb": 1,  # a tmpfs (when not on disk), sized by the claim
             "uid": SANDBOX_UID,
             "gid": SANDBOX_GID,
             "nofile": self.nofile,
@@ -224,8 +304,8 @@ class SandboxManager:
             "prefault": prefault,
         }
         try:
-            pid, listener = await asyncio.to_thread(
-                self._spawn, interpreter, request, platform_end, sandbox_end.fileno(), log_w
+            pid, listener, disk = await asyncio.to_thread(
+                self._spawn, interpreter, request, platform_end, sandbox_end.fileno(), log_w, making
             )
         except BaseException:
             platform_end.close()
@@ -233,12 +313,13 @@ class SandboxManager:
             with contextlib.suppress(OSError):
                 cgroup.kill()
                 cgroup.remove()
+            await _discard_disk(making)
             raise
         finally:
             sandbox_end.close()
             close_quietly(log_w)
         self.created += 1
-        return Sandbox(sandbox_id, pid, cgroup, platform_end, log_r, listener)
+        return Sandbox(sandbox_id, pid, cgroup, platform_end, log_r, listener, disk)
 
     def _spawn(
         self,
@@ -247,10 +328,17 @@ class SandboxManager:
         platform_end: socket.socket,
         sandbox_fd: int,
         log_w: int,
-    ) -> tuple[int, socket.socket | None]:
-        """Fork a blank (blocking; run in a thread) and take the first thing it sends: its API
-        listener, or word that it has none."""
+        making: Future[TmpDisk] | None,
+    ) -> tuple[int, socket.socket | None, TmpDisk | None]:
+        """Fork a blank (blocking; run in a thread), send it its /tmp disk if it has one, and
+        take the first thing it sends: its API listener, or word that it has none."""
         pid = self.zygote(interpreter).spawn(request, sandbox_fd, log_w)
+        disk = None
+        if making is not None:
+            disk = making.result()
+            assert disk.mount is not None
+            socket.send_fds(platform_end, [b"D"], [disk.mount])
+            disk.handed_over()
         platform_end.settimeout(HANDOVER_TIMEOUT_S)
         try:
             message, fds, _, _ = socket.recv_fds(platform_end, 1, 1)
@@ -260,7 +348,8 @@ class SandboxManager:
             for fd in fds:
                 close_quietly(fd)
             raise OSError(f"blank sandbox {pid} did not hand over its API listener")
-        return pid, socket.socket(fileno=fds[0]) if fds else None
+        listener = socket.socket(fileno=fds[0]) if fds else None
+        return pid, listener, disk
 
     async def stop(self) -> None:
         for task in self._refills.values():
@@ -272,5 +361,8 @@ class SandboxManager:
         for zygote in self._zygotes.values():
             zygote.stop()
         self._zygotes.clear()
+        self._disk_maker.shutdown(wait=True)
+        if self.tmp_disks is not None:
+            self.tmp_disks.stop()
         with contextlib.suppress(OSError):
             self.driver.close()

@@ -23,7 +23,11 @@ class ZygoteError(Exception):
 
 
 class Zygote:
-    """Starts `<interpreter> -I sandbox/zygote <fd>` and sends it spawn requests.
+    """Starts `<interpreter> -I sandbox/zygote <fd> <layout>` and sends it spawn requests.
+
+    The zygote moves into a root of its own (zygote/layout.py), mounted on `root_dir` (an empty
+    directory) in its own mount namespace, where the interpreter's `prefix` is /var/lang,
+    `runtime_dir` is /var/runtime and each of `host_paths` (path, writable) is under /.host.
 
     Spawning is a blocking exchange (fork + jail setup, about a millisecond or two), serialized
     by a lock; callers run it in a thread.
@@ -32,12 +36,18 @@ class Zygote:
     def __init__(
         self,
         interpreter: str,
+        prefix: str,
         runtime_dir: Path,
         runtime_module: str,
         seccomp: SeccompPrograms,
         log_path: Path,
+        root_dir: Path,
+        host_paths: list[tuple[str, bool]],
     ) -> None:
         self.interpreter = interpreter
+        self.prefix = prefix
+        self.root_dir = root_dir
+        self.host_paths = host_paths
         self.runtime_dir = runtime_dir
         self.runtime_module = runtime_module
         self.seccomp = seccomp
@@ -55,9 +65,17 @@ class Zygote:
     def _start(self) -> None:
         self._stop()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        layout = {
+            "root": str(self.root_dir),
+            "prefix": self.prefix,
+            "executable": self.interpreter,
+            "runtime_dir": str(self.runtime_dir),
+            "zygote_dir": str(ZYGOTE_DIR),
+            "host_paths": self.host_paths,
+        }
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                [self.interpreter, "-I", str(ZYGOTE_DIR), str(child.fileno())],
+                [self.interpreter, "-I", str(ZYGOTE_DIR), str(child.fileno()), json.dumps(layout)],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -70,7 +88,6 @@ class Zygote:
         config = {
             "seccomp_blank": self.seccomp.blank.hex(),
             "seccomp_claimed": self.seccomp.claimed.hex(),
-            "runtime_path": str(self.runtime_dir),
             "runtime_module": self.runtime_module,
         }
         parent.settimeout(60)

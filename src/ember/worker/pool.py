@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ember.functions.model import LATEST, FunctionRecord
 from ember.runtime_catalog import Runtime
-from ember.sandbox.sandbox import Interpreter, SandboxManager, SandboxSpec
+from ember.sandbox.sandbox import LANG_DIR, Interpreter, SandboxManager, SandboxSpec
 from ember.settings import Settings
 from ember.worker import api_relay
 from ember.worker.instance import Instance, Outcome
@@ -268,8 +268,8 @@ class WorkerPool:
     ) -> dict[str, str]:
         s = self.settings
         env = {
-            "PATH": f"{runtime.prefix}/bin:/usr/local/bin:/usr/bin:/bin:/opt/bin",
-            "LD_LIBRARY_PATH": f"{runtime.prefix}/lib:/var/task/lib:/opt/lib",
+            "PATH": f"{LANG_DIR}/bin:/usr/local/bin:/usr/bin:/bin:/opt/bin",
+            "LD_LIBRARY_PATH": f"{LANG_DIR}/lib:/var/task/lib:/opt/lib",
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -297,6 +297,23 @@ class WorkerPool:
         if record.log_format == "JSON":
             env["AWS_LAMBDA_LOG_LEVEL"] = record.application_log_level or "INFO"
         return env
+
+    def reclaim_idle(self) -> bool:
+        """Destroy the least recently used idle instance (never a provisioned one), for what it
+        holds (its /tmp's room on disk); False when there is none."""
+        oldest: tuple[InstanceKey, _Group, Instance] | None = None
+        for key, group in self.groups.items():
+            for instance in group.idle:
+                if oldest is None or instance.last_used < oldest[2].last_used:
+                    oldest = (key, group, instance)
+        if oldest is None:
+            return False
+        key, group, instance = oldest
+        group.idle.remove(instance)
+        group.total -= 1
+        self._destroy(instance)
+        self._forget_if_empty(key, group)
+        return True
 
     async def reap_idle(self) -> int:
         """Destroy instances idle for longer than the idle timeout; returns how many."""

@@ -1,7 +1,8 @@
 """The AWS SDK for Python lent to functions, as Lambda's Python runtimes ship boto3.
 
-The platform's own pure-Python boto3 and its dependencies are bound read-only into every
-sandbox under SDK_IN_SANDBOX, which the runtime puts at the end of sys.path (after the code,
+The platform's own pure-Python boto3 and its dependencies are mounted read-only into every
+sandbox under SDK_IN_SANDBOX (each package an overlay made for that sandbox, so no host path
+shows: sandbox/zygote/layout.py), which the runtime puts at the end of sys.path (after the code,
 layers and the interpreter's site-packages, so a function's own boto3 wins, as on Lambda).
 boto3 inside a function reaches Ember through AWS_ENDPOINT_URL and sends the function's
 _X_AMZN_TRACE_ID as X-Amzn-Trace-Id, so its calls join the invocation's trace.

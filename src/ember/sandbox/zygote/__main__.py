@@ -1,9 +1,13 @@
 """A zygote: a small, single-threaded, secret-free process that forks sandboxes.
 
-Started by the platform as `<runtime python> -I <this dir> <control fd>`. It pre-imports the
+Started by the platform as `<runtime python> -I <this dir> <control fd> <layout JSON>`, it
+first moves into a root of its own and re-executes itself there as `/var/lang/bin/pythonX.Y -I
+/var/rapid <control fd>` (zygote_root.py; layout.py says why). It then pre-imports the
 language runtime so each sandbox starts with it loaded, then serves spawn requests arriving as
 JSON messages (plus two file descriptors: the instance's socket and its log pipe) on a
-SOCK_SEQPACKET socket. A spawned sandbox is blank: it waits on its instance socket for a claim
+SOCK_SEQPACKET socket. Paths in a request are the host's; the zygote finds them under /.host.
+A sandbox whose /tmp is on disk receives the disk's file system, mounted detached, on its
+instance socket, from the platform, which makes it while the zygote forks. A spawned sandbox is blank: it waits on its instance socket for a claim
 (the function's code directory, its layers directory if any, /tmp size, environment and
 runtime arguments) before it drops privileges and starts the runtime, so blanks can be built ahead of demand. Replies are `{"ok": true, "pid": N}` or `{"ok": false, "error": "..."}`.
 Standard library only.
@@ -27,10 +31,12 @@ ZYGOTE_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, ZYGOTE_DIR)
 
 if TYPE_CHECKING:
-    from ember.sandbox.zygote import jail, prefault
+    from ember.sandbox.zygote import jail, layout, prefault, zygote_root
 else:
     import jail
+    import layout
     import prefault
+    import zygote_root
 
 MAX_MESSAGE = 256 * 1024
 SANDBOX_ARGV = ["/var/runtime/bootstrap.py"]  # what a function sees in sys.argv (as on AWS)
@@ -85,6 +91,20 @@ def _claim_waiting(fd: int) -> bool:
     return bool(readable)
 
 
+def _receive_disk(instance_fd: int) -> int:
+    """/tmp's file system, mounted detached by the platform (a `D` and the mount descriptor)."""
+    channel = socket.socket(fileno=instance_fd)
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1, 1)
+    finally:
+        channel.detach()
+    if message == b"D" and len(fds) == 1:
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    raise EOFError("the platform sent no /tmp disk")
+
+
 def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
     """Send the API listener (or nothing) to the platform: the first message of every blank."""
     channel = socket.socket(fileno=instance_fd)
@@ -104,6 +124,8 @@ def _run_inner(
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
         listener = jail.ready_blank(spec)
+        if spec.get("tmp_disk"):
+            jail.attach_tmp_disk(_receive_disk(instance_fd))
         jail.load_seccomp(filters.blank)
         _hand_over(instance_fd, listener)
         if spec.get("prefault", True):
@@ -164,11 +186,20 @@ def _run_runtime(runtime: Runtime, instance_fd: int, runtime_args: dict[str, Any
     return status
 
 
+def _localize(spec: dict[str, Any]) -> None:
+    """A spawn request's host paths, as this zygote reaches them (under /.host)."""
+    spec["root"] = layout.SANDBOX_ROOT
+    spec["cgroup_procs"] = [layout.HOST + path for path in spec["cgroup_procs"]]
+    spec["tasks_root"] = layout.HOST + spec["tasks_root"]
+    spec["views"] = [[layout.HOST + source, target] for source, target in spec["views"]]
+
+
 def _spawn(
     spec: dict[str, Any], fds: list[int], filters: Filters, runtime: Runtime,
     runtime_dir: str, control: socket.socket,
 ) -> dict[str, Any]:
     instance_fd, log_fd = fds
+    _localize(spec)
     status_r, status_w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -191,8 +222,8 @@ def _spawn(
             finally:
                 os._exit(1)
     os.close(status_w)
-    os.close(instance_fd)
-    os.close(log_fd)
+    for fd in fds:
+        os.close(fd)
     chunks = []
     while True:
         chunk = os.read(status_r, 4096)
@@ -213,7 +244,7 @@ def main() -> None:
     jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # sandboxes' PID 1s are re-parented to us
     config: dict[str, Any] = json.loads(control.recv(MAX_MESSAGE))
     filters = Filters(bytes.fromhex(config["seccomp_blank"]), bytes.fromhex(config["seccomp_claimed"]))
-    runtime_dir: str = config["runtime_path"]
+    runtime_dir = layout.RUNTIME
     sys.path.insert(0, runtime_dir)
     runtime = cast(Runtime, __import__(config["runtime_module"]))
     runtime.preload()
@@ -239,5 +270,15 @@ def main() -> None:
         control.send(json.dumps(reply).encode())
 
 
-if __name__ == "__main__":
+def start() -> None:
+    if len(sys.argv) > 2:  # stage 1: as the platform started it, with host paths
+        try:
+            zygote_root.enter(json.loads(sys.argv[2]), int(sys.argv[1]))
+        except BaseException:
+            traceback.print_exc()
+            os._exit(1)
     main()
+
+
+if __name__ == "__main__":
+    start()
