@@ -99,7 +99,7 @@ def test_instances_cannot_fill_the_hosts_disk_with_their_tmp(small_disk: Path) -
         assert _free_mb(small_disk) >= HEADROOM_MB
         with pytest.raises(ClientError) as refused:
             invoke(lam, other)
-        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503  # may pass: not a failure
         assert "no room for another 512 MB /tmp" in refused.value.response["Error"]["Message"]
         for thread in threads:
             thread.join()

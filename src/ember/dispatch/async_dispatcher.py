@@ -27,13 +27,20 @@ import orjson
 
 from ember.dispatch.event_queue import EventQueue, NewEvent, QueuedEvent
 from ember.dispatch.invoker import Invoker, InvokeRequest, InvokeResult
-from ember.errors import EmberError, ResourceNotFound, ServiceError, TooManyRequests
+from ember.errors import (
+    EmberError,
+    ResourceNotFound,
+    ServiceError,
+    StorageUnavailable,
+    TooManyRequests,
+)
 from ember.functions.event_configs import AsyncPolicy, EventConfigService, Target
 from ember.functions.service import FunctionService
 
 log = logging.getLogger(__name__)
 
 THROTTLE_BACKOFF_S = 0.05
+STORAGE_BACKOFF_S = 1.0  # an attempt that found no room on the host's disk waits this long
 EXPIRY_SWEEP_S = 1.0  # how often waiting events are checked for their maximum age
 MIN_EVENT_AGE_S = 60  # the smallest MaximumEventAgeInSeconds there is
 
@@ -300,6 +307,12 @@ class AsyncDispatcher:
             result = await self.invoker.invoke(request)
         except TooManyRequests:
             self._delay(event, time.time() + THROTTLE_BACKOFF_S)
+            return
+        except StorageUnavailable as exc:
+            # The host has no room to start an instance now (e.g. for its /tmp): like a
+            # throttle, the attempt waits and is not counted.
+            log.warning("asynchronous event %s: %s; it will run again", event.request_id, exc.message)
+            self._delay(event, time.time() + STORAGE_BACKOFF_S)
             return
         except ResourceNotFound:
             log.warning("asynchronous event %s: %s no longer exists; dropped", event.request_id, event.function)

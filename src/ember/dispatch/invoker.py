@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ember.dispatch.concurrency import ConcurrencyLimiter
-from ember.errors import ServiceError, TooManyRequests
+from ember.errors import DiskFull, ServiceError, TooManyRequests
 from ember.functions.model import FunctionRecord
 from ember.functions.service import FunctionService
 from ember.observe import platform_lines, trace_ids
 from ember.observe.logs import LogStore
+from ember.sandbox.tmp_disk import TmpDiskFull
 from ember.worker.instance import Outcome
 from ember.worker.pool import Acquired, WorkerPool
 
@@ -159,6 +160,12 @@ class Invoker:
         acquire_started = time.perf_counter()
         try:
             acquired = await self.pool.acquire(record, task_dir)
+        except TmpDiskFull as exc:
+            # No room on the host's disk for this instance's /tmp (after idle instances were
+            # reclaimed): a condition of the host that may pass, not a failure of Ember.
+            log.warning("could not start an instance of %s: %s", record.name, exc)
+            self._notify_fault(record, request, request_id, received)
+            raise DiskFull(f"Ember could not start an instance of {record.name}: {exc}") from exc
         except Exception as exc:
             log.exception("could not start an instance of %s", record.name)
             self._notify_fault(record, request, request_id, received)
