@@ -28,7 +28,8 @@ from typing import Any
 
 import orjson
 
-from ember.sandbox.cgroups import Cgroup, CgroupDriver, detect
+from ember.sandbox import cgroup_owner
+from ember.sandbox.cgroups import Cgroup, CgroupDriver, V1Driver, V2Driver, detect
 from ember.sandbox.seccomp import build_programs
 from ember.sandbox.tmp_disk import TmpDisk, TmpDiskFull, TmpDisks, TmpDiskUnavailable
 from ember.sandbox.zygote import layout
@@ -143,6 +144,13 @@ class SandboxManager:
         tag = hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:12]
         self.driver = driver or detect(f"ember-{tag}")
         self.stale_cleaned = self.driver.cleanup_stale()
+        self._owner_marker: Path | None = None
+        if isinstance(self.driver, V1Driver | V2Driver):
+            # Sandboxes left by servers that died (and never restarted on their data dir)
+            # would live on, frozen, for good: reap them, and mark this subtree as ours.
+            subtree = f"ember-{tag}"
+            cgroup_owner.reap_orphans(self.driver.root, subtree, self.driver.version)
+            self._owner_marker = cgroup_owner.mark(self.driver.root, subtree, self.driver.version)
         self.seccomp = build_programs()
         self.tmp_disks = self._tmp_disks(tmp_max_mb) if tmp_on_disk else None
         self._disk_maker = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tmp-disk")
@@ -364,5 +372,8 @@ class SandboxManager:
         self._disk_maker.shutdown(wait=True)
         if self.tmp_disks is not None:
             self.tmp_disks.stop()
+        if self._owner_marker is not None:
+            with contextlib.suppress(OSError):
+                self._owner_marker.rmdir()
         with contextlib.suppress(OSError):
             self.driver.close()
