@@ -54,6 +54,10 @@ class Cgroup(Protocol):
 
     def oom_kills(self) -> int: ...
 
+    def cpu_usage_ns(self) -> int:
+        """CPU time the cgroup's processes have used (as the kernel last accounted it: a task
+        still running may have up to one scheduler tick not counted yet)."""
+
     def kill(self) -> None:
         """SIGKILL every process in the cgroup."""
 
@@ -136,7 +140,7 @@ def _rmdir(path: Path, attempts: int = 200) -> None:
 
 
 class V1Cgroup:
-    CONTROLLERS = ("memory", "cpu", "pids", "freezer")
+    CONTROLLERS = ("memory", "cpu", "pids", "freezer", "cpuacct")
 
     def __init__(self, root: Path, parent: str, name: str) -> None:
         self.name = name
@@ -183,6 +187,9 @@ class V1Cgroup:
 
     def peak_memory_bytes(self) -> int:
         return int(self.files.read(self.dirs["memory"] / "memory.max_usage_in_bytes"))
+
+    def cpu_usage_ns(self) -> int:
+        return int(self.files.read(self.dirs["cpuacct"] / "cpuacct.usage"))
 
     def oom_kills(self) -> int:
         for line in _read(self.dirs["memory"] / "memory.oom_control").splitlines():
@@ -287,6 +294,10 @@ class V2Cgroup:
             return int(self.files.read(self.path / "memory.peak"))
         except FileNotFoundError:  # kernels before 5.19
             return int(self.files.read(self.path / "memory.current"))
+
+    def cpu_usage_ns(self) -> int:
+        text = self.files.read(self.path / "cpu.stat")  # "usage_usec N" comes first
+        return int(text[text.index("usage_usec ") + 11 : text.index("\n")]) * 1000
 
     def oom_kills(self) -> int:
         for line in _read(self.path / "memory.events").splitlines():
