@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import platform
 import struct
 import time
 from collections.abc import Callable
@@ -48,6 +49,18 @@ MARKER_GRACE_S = 1.0  # how long output may trail its result frame
 # between writing the result and blocking on its next read, with a wide margin.
 IDLE_CPU_SLACK_NS = 1_000_000
 
+# How often the freeze timer looks again at a runtime still `running` after its result before
+# settling on the CPU usage alone (each time after another freeze delay).
+SETTLE_PATIENCE = 20
+
+# What /proc/<pid>/syscall says of the runtime's main thread. An idle Python runtime is blocked
+# in recvfrom on its channel (a runtime that waits otherwise, e.g. in epoll_wait, needs its own).
+WAITING, RUNNING, ELSEWHERE = "waiting", "running", "elsewhere"
+_READ_SYSCALLS = {  # read, readv, recvfrom, recvmsg
+    "x86_64": frozenset({0, 19, 45, 47}),
+    "aarch64": frozenset({63, 65, 207, 212}),
+}.get(platform.machine(), frozenset({0, 19, 45, 47}))
+
 Line = tuple[int, str, bool]  # (ms since the epoch, text, written by the platform)
 
 
@@ -72,7 +85,7 @@ class Settled:
 class Settlement:
     """An invocation that has its result but not yet its final duration."""
 
-    __slots__ = ("callback", "cpu_ns", "ended", "ended_ms", "settled", "started")
+    __slots__ = ("callback", "cpu_ns", "ended", "ended_ms", "patience", "settled", "started")
 
     def __init__(self, started: float, ended: float, ended_ms: int, cpu_ns: int | None) -> None:
         self.started = started  # monotonic: the invoke frame was sent
@@ -81,6 +94,7 @@ class Settlement:
         self.cpu_ns = cpu_ns  # the cgroup's CPU usage then (None: unknown, never held against it)
         self.callback: Callable[[Settled], None] | None = None
         self.settled: Settled | None = None
+        self.patience = SETTLE_PATIENCE
 
     def when_settled(self, callback: Callable[[Settled], None]) -> None:
         """Run `callback` once the duration is final (at once if it already is)."""
@@ -422,6 +436,8 @@ class Instance:
         self._logs: LogCollector | None = None
         self._log_transport: asyncio.ReadTransport | None = None
         self._unsettled: Settlement | None = None
+        self._syscall_fd: int | None = None  # /proc/<runtime pid>/syscall, opened when first read
+        self._freeze_delay = 0.005
         self._destroying = False
         # Called once when the instance destroys itself (a protocol violation or a sandbox found
         # working after its result), so that its pool forgets it; the pool's own destroys unset it.
@@ -501,7 +517,7 @@ class Instance:
 
     async def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
         assert self._channel is not None and self._logs is not None
-        self.settle()  # the pool settles an instance before reusing it: this is a backstop
+        self.settle(check_runtime=False)  # the pool settles before reusing: this is a backstop
         self.invocations += 1
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
@@ -585,41 +601,78 @@ class Instance:
             settlement=settlement,
         )
 
-    def settle(self, freeze: bool = False) -> None:
+    def settle(
+        self, freeze: bool = False, patient: bool = False, check_runtime: bool = True
+    ) -> None:
         """End the last invocation's billed duration, if it is still open.
 
-        The result frame is only the runtime's word that it is done (the function, in the same
-        process, can write one early and keep working). The kernel's word is the cgroup's CPU
-        usage: if the sandbox used at most IDLE_CPU_SLACK_NS since the result, the duration ends
-        at the result; otherwise it ran until now and the sandbox, which is not idle, is
-        destroyed (its work is not finished for free, and cannot leak into the next invocation).
-        Called when the sandbox is frozen (`freeze`: frozen first, which also brings the CPU
-        accounting of its running tasks up to date), reused, or destroyed, or when the invoker
-        needs the figures at once.
+        The result frame is only the runtime's word that it is done: the function runs in the
+        same process and can write one early and keep working. The kernel's word decides:
+        - the cgroup's CPU usage since the result: more than IDLE_CPU_SLACK_NS means the sandbox
+          kept working (any thread, any process);
+        - with `check_runtime`, the runtime's main thread as /proc/<pid>/syscall shows it: an
+          idle runtime is blocked reading its next event; blocked in anything else (a sleep, a
+          lock, another wait) it is not idle, whatever it used of the CPU. `running` is not
+          judged (it may be on its way to that read): `patient` settles (the freeze timer's)
+          look again later, up to SETTLE_PATIENCE times, before deciding on the CPU alone.
+        Idle: the duration ends at the result. Not idle: it ran until now, and the sandbox is
+        destroyed, so its work is neither finished for free nor leaked into the next invocation.
+        Called when the sandbox is frozen (`freeze`: its state is read first, then it is frozen,
+        which also brings the CPU accounting of its running tasks up to date), reused (CPU only:
+        the warm path), destroyed, or when the invoker needs the figures at once.
         """
         pending = self._unsettled
         if pending is None:
             return
+        state = self._runtime_state() if check_runtime and not self.sandbox.destroyed else None
+        if patient and state == RUNNING and pending.patience > 0 and not self._cpu_busy(pending):
+            pending.patience -= 1
+            self._freeze_timer = asyncio.get_running_loop().call_later(
+                self._freeze_delay, self._freeze_due
+            )
+            return
         self._unsettled = None
         if freeze:
             self.freeze_now()
-        busy = False
-        if pending.cpu_ns is not None and not self.sandbox.destroyed:
-            used = self._cpu_ns()
-            busy = used is not None and used - pending.cpu_ns > IDLE_CPU_SLACK_NS
+        busy = state == ELSEWHERE or (not self.sandbox.destroyed and self._cpu_busy(pending))
         lines = self._logs.take() if self._logs is not None else []
         if busy:
             end, end_ms = time.monotonic(), int(time.time() * 1000)
-            log.info("instance %s kept working after its result: destroyed", self.id)
+            log.info("instance %s was not idle after its result: destroyed", self.id)
             self.destroy()
         else:
             end, end_ms = pending.ended, pending.ended_ms
         pending.deliver(Settled((end - pending.started) * 1000, end_ms, lines, busy))
 
+    def _cpu_busy(self, pending: Settlement) -> bool:
+        if pending.cpu_ns is None:
+            return False
+        used = self._cpu_ns()
+        return used is not None and used - pending.cpu_ns > IDLE_CPU_SLACK_NS
+
     def _cpu_ns(self) -> int | None:
         try:
             return self.sandbox.cgroup.cpu_usage_ns()
         except (OSError, ValueError):
+            return None
+
+    def _runtime_state(self) -> str | None:
+        """WAITING (blocked reading), RUNNING, ELSEWHERE (blocked in another system call), or
+        None when it cannot be read (never held against the instance)."""
+        try:
+            if self._syscall_fd is None:
+                self._syscall_fd = os.open(
+                    f"/proc/{self.sandbox.pid}/syscall", os.O_RDONLY | os.O_CLOEXEC
+                )
+            text = os.pread(self._syscall_fd, 64, 0)
+        except OSError:
+            return None
+        number = text.split(b" ", 1)[0].strip()
+        if number == b"running":
+            return RUNNING
+        try:
+            return WAITING if int(number) in _READ_SYSCALLS else ELSEWHERE
+        except ValueError:
             return None
 
     def _failure(
@@ -677,6 +730,7 @@ class Instance:
         """Freeze the sandbox now, or after `delay` seconds unless an invocation comes first
         (a back-to-back invocation then costs no freeze/thaw round trip)."""
         if delay > 0:
+            self._freeze_delay = delay
             if self._freeze_timer is None:
                 self._freeze_timer = asyncio.get_running_loop().call_later(delay, self._freeze_due)
             return
@@ -685,7 +739,7 @@ class Instance:
     def _freeze_due(self) -> None:
         self._freeze_timer = None
         if self._unsettled is not None:
-            self.settle(freeze=True)
+            self.settle(freeze=True, patient=True)
         else:
             self.freeze_now()
 
@@ -725,6 +779,9 @@ class Instance:
         if self.api_server is not None:
             self.api_server.close()
         self.sandbox.destroy()
+        if self._syscall_fd is not None:
+            os.close(self._syscall_fd)
+            self._syscall_fd = None
         on_destroyed, self.on_destroyed = self.on_destroyed, None
         if on_destroyed is not None:
             on_destroyed(self)

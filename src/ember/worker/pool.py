@@ -102,14 +102,14 @@ class WorkerPool:
         group = self.groups.setdefault(key, _Group())
         while group.provisioned_idle:
             instance = group.provisioned_idle.pop()
-            instance.settle()  # its last invocation's duration ends before the next one starts
+            instance.settle(check_runtime=False)  # its last invocation ends before the next starts
             if not instance.destroyed:
                 return Acquired(instance, cold=False)
             group.provisioned.discard(instance)
             group.total -= 1
         while group.idle:
             instance = group.idle.pop()
-            instance.settle()
+            instance.settle(check_runtime=False)
             if not instance.destroyed:
                 return Acquired(instance, cold=False)
             group.total -= 1
@@ -130,7 +130,7 @@ class WorkerPool:
         for stack in (group.provisioned_idle, group.idle):
             while stack and stack[-1].unsettled:
                 instance = stack[-1]
-                instance.settle()
+                instance.settle(check_runtime=False)  # the warm path: CPU usage only
                 if not instance.destroyed:
                     return
                 if stack and stack[-1] is instance:  # not forgotten by _lost: drop it here
