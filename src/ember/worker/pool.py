@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ember.functions.model import LATEST, FunctionRecord
 from ember.runtime_catalog import Runtime
@@ -38,8 +39,7 @@ ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"
 
 
-@dataclass(frozen=True)
-class InstanceKey:
+class InstanceKey(NamedTuple):  # a tuple: built and hashed several times per invocation
     name: str
     version: str
     revision_id: str
