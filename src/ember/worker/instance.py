@@ -481,6 +481,7 @@ class Instance:
         pipe = os.fdopen(self.sandbox.log_fd, "rb", buffering=0)
         transport, protocol = await loop.connect_read_pipe(lambda: LogCollector(self.marker), pipe)
         self._log_transport, self._logs = transport, protocol
+        self._runtime_state()  # opens /proc/<pid>/syscall while the runtime starts (~20 µs)
         started = time.monotonic()
         try:
             header, _ = await self._frame(timeout)
