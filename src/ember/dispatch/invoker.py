@@ -207,6 +207,7 @@ class Invoker:
                 start_ms,
                 acquire_took_ms,
                 slot,
+                end_ms=start_ms,
             )
             self._account(account, None)
         else:
@@ -245,9 +246,8 @@ class Invoker:
             )
             settlement = outcome.settlement
             if settlement is None:
-                account.end_ms = (
-                    _now_ms()
-                )  # before release: the instance's next output is stamped later
+                # Before release: the instance's next output is stamped later.
+                account.end_ms = _now_ms()
                 self.pool.release(record, instance, outcome.healthy)
                 self._account(account, None)
             else:
