@@ -296,8 +296,9 @@ class V2Cgroup:
             return int(self.files.read(self.path / "memory.current"))
 
     def cpu_usage_ns(self) -> int:
-        text = self.files.read(self.path / "cpu.stat")  # "usage_usec N" comes first
-        return int(text[text.index("usage_usec ") + 11 : text.index("\n")]) * 1000
+        text = self.files.read(self.path / "cpu.stat")  # "usage_usec N\n..."
+        start = text.index("usage_usec ") + 11
+        return int(text[start : text.index("\n", start)]) * 1000
 
     def oom_kills(self) -> int:
         for line in _read(self.path / "memory.events").splitlines():
