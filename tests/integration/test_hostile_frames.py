@@ -93,6 +93,9 @@ def handler(event, context):
         print("%s %s" % (marker, "00000000-0000-4000-8000-000000000001"))  # a marker not awaited
         print("after the forgeries")
         return "forged"
+    if mode == "sleeper":  # a background thread that waits (no CPU): the runtime is idle
+        import threading
+        threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
     return {"n": event.get("n")}
 '''
 
@@ -265,3 +268,18 @@ def test_forged_platform_lines_are_never_the_platforms(
     assert fake not in "\n".join(
         line for line in whole.stdout.splitlines() if line.startswith("── ")
     )
+
+
+def test_a_sleeping_background_thread_does_not_cost_the_instance(
+    server: LiveServer, lam: Any, hostile: str
+) -> None:
+    """The control: a runtime back in its read, with a background thread asleep, is idle."""
+    logs = server.client("logs")
+    group = f"/aws/lambda/{hostile}"
+    invoke(lam, hostile, {"n": 0})
+    first = invoke(lam, hostile, {"mode": "sleeper", "n": 4}, LogType="None")
+    assert first.payload == {"n": 4}
+    request_id = first.headers["x-amzn-requestid"]
+    wait_for(lambda: reports(logs, group, request_id), what="the REPORT")  # settled, not destroyed
+    again = invoke(lam, hostile, {"n": 5})
+    assert again.payload == {"n": 5} and not again.cold
