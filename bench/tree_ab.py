@@ -24,6 +24,7 @@ from common import (
     EXPECTED_BODY,
     EmberServer,
     HttpClient,
+    cpu_seconds,
     die_with_parent,
     invoke_request,
     run_load,
@@ -47,9 +48,13 @@ class TreeServer(EmberServer):
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
 
-def interleaved(clients: dict[str, HttpClient], raw: bytes, n: int) -> dict[str, float]:
-    """n invokes per server, alternating which goes first: the p50 per server, in ms."""
+def interleaved(
+    clients: dict[str, HttpClient], raw: bytes, n: int, pids: dict[str, int] | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """n invokes per server, alternating which goes first: the p50 per server, in ms, and (with
+    `pids`) each server main process's CPU per invoke, in µs."""
     lats: dict[str, list[int]] = {key: [] for key in clients}
+    cpu0 = {key: cpu_seconds(pid) for key, pid in (pids or {}).items()}
     keys = list(clients)
     clock = time.perf_counter_ns
     for i in range(n):
@@ -60,7 +65,8 @@ def interleaved(clients: dict[str, HttpClient], raw: bytes, n: int) -> dict[str,
             if response.status != 200 or response.body != EXPECTED_BODY:
                 raise RuntimeError(f"{key}: HTTP {response.status} {response.body[:200]!r}")
             lats[key].append(elapsed)
-    return {key: median(values) / 1e6 for key, values in lats.items()}
+    cpu = {key: (cpu_seconds(pid) - cpu0[key]) / n * 1e6 for key, pid in (pids or {}).items()}
+    return {key: median(values) / 1e6 for key, values in lats.items()}, cpu
 
 
 def main(argv: list[str]) -> int:
@@ -83,10 +89,14 @@ def main(argv: list[str]) -> int:
             server.create_function("ab", memory_mb=args.memory)
         clients = {key: HttpClient(server.port) for key, server in servers.items()}
         interleaved(clients, raw, 300)  # warm both
+        pids = {key: server.process.pid for key, server in servers.items() if server.process}
         p50: dict[str, list[float]] = {key: [] for key in servers}
+        seq_cpu: dict[str, list[float]] = {key: [] for key in servers}
         for _ in range(args.rounds):
-            for key, value in interleaved(clients, raw, args.n).items():
+            latencies, cpus = interleaved(clients, raw, args.n, pids)
+            for key, value in latencies.items():
                 p50[key].append(value)
+                seq_cpu[key].append(cpus[key])
         for client in clients.values():
             client.close()
         rps: dict[str, list[float]] = {key: [] for key in servers}
@@ -110,6 +120,9 @@ def main(argv: list[str]) -> int:
           f" other {[round(x, 3) for x in p50['other']]}")
     print(f"sequential p50 medians: this {median(p50['this']):.3f} ms, other {median(p50['other']):.3f} ms;"
           f" median of per-round differences {median(diffs):+.1f} %")
+    print(f"sequential server CPU per invoke, µs: this {median(seq_cpu['this']):.0f}"
+          f" {[round(x) for x in seq_cpu['this']]}, other {median(seq_cpu['other']):.0f}"
+          f" {[round(x) for x in seq_cpu['other']]}")
     for key in keys:
         print(f"concurrency {args.concurrency}, {key}: {median(rps[key]):,.0f} req/s,"
               f" {median(cpu_us[key]):.0f} µs of server CPU per invoke"
