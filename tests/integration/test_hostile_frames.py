@@ -188,6 +188,22 @@ def test_an_early_result_does_not_end_the_billed_duration(
     assert "real" not in after.raw.decode()
 
 
+@pytest.mark.parametrize("mode", ["early", "early-busy"])
+def test_an_early_result_with_the_tail_still_ends_the_instance(
+    server: LiveServer, lam: Any, hostile: str, mode: str
+) -> None:
+    """With LogType Tail the REPORT is settled at once (the tail carries it); a sandbox that
+    keeps working after that is destroyed when it would be frozen."""
+    invoke(lam, hostile, {"n": 0})
+    before = destroyed_count(server)
+    result = invoke(lam, hostile, {"mode": mode, "work": 3})
+    assert result.payload == "early"
+    assert result.report["id"] == result.request_id
+    wait_for(lambda: destroyed_count(server) > before, what="the instance to be destroyed")
+    after = fresh_and_correct(lam, hostile, 6)
+    assert "real" not in after.raw.decode()
+
+
 def test_forged_platform_lines_are_never_the_platforms(
     server: LiveServer, lam: Any, hostile: str
 ) -> None:

@@ -49,9 +49,10 @@ MARKER_GRACE_S = 1.0  # how long output may trail its result frame
 # between writing the result and blocking on its next read, with a wide margin.
 IDLE_CPU_SLACK_NS = 1_000_000
 
-# How often the freeze timer looks again at a runtime still `running` after its result before
-# settling on the CPU usage alone (each time after another freeze delay).
-SETTLE_PATIENCE = 20
+# How often the freeze timer looks again at a runtime still `running` (runnable: on its way to its
+# read, or not given the CPU — its quota spent, the machine busy) after its result before settling
+# on the CPU usage alone, each time after another freeze delay: 40 x 5 ms spans two CFS periods.
+SETTLE_PATIENCE = 40
 
 # What /proc/<pid>/syscall says of the runtime's main thread. An idle Python runtime is blocked
 # in recvfrom on its channel (a runtime that waits otherwise, e.g. in epoll_wait, needs its own).
@@ -437,6 +438,8 @@ class Instance:
         self._log_transport: asyncio.ReadTransport | None = None
         self._unsettled: Settlement | None = None
         self._syscall_fd: int | None = None  # /proc/<runtime pid>/syscall, opened when first read
+        self._watch_cpu_ns: int | None = None  # settled early: the CPU usage then, till the freeze
+        self._watch_patience = 0
         self._freeze_delay = 0.005
         self._destroying = False
         # Called once when the instance destroys itself (a protocol violation or a sandbox found
@@ -519,6 +522,7 @@ class Instance:
     async def invoke(self, header: dict[str, Any], payload: bytes, timeout: float) -> Outcome:
         assert self._channel is not None and self._logs is not None
         self.settle(check_runtime=False)  # the pool settles before reusing: this is a backstop
+        self._watch_cpu_ns = None
         self.invocations += 1
         if self._freeze_timer is not None:
             self._freeze_timer.cancel()
@@ -603,7 +607,11 @@ class Instance:
         )
 
     def settle(
-        self, freeze: bool = False, patient: bool = False, check_runtime: bool = True
+        self,
+        freeze: bool = False,
+        patient: bool = False,
+        check_runtime: bool = True,
+        early: bool = False,
     ) -> None:
         """End the last invocation's billed duration, if it is still open.
 
@@ -620,13 +628,16 @@ class Instance:
         destroyed, so its work is neither finished for free nor leaked into the next invocation.
         Called when the sandbox is frozen (`freeze`: its state is read first, then it is frozen,
         which also brings the CPU accounting of its running tasks up to date), reused (CPU only:
-        the warm path), destroyed, or when the invoker needs the figures at once.
+        the warm path), destroyed, or `early`, when the invoker needs the figures at once: the
+        sandbox is then watched until its freeze, and destroyed if it worked in the meantime
+        (that work, at most the freeze delay, is not billed: the REPORT is out).
         """
         pending = self._unsettled
         if pending is None:
             return
         state = self._runtime_state() if check_runtime and not self.sandbox.destroyed else None
-        if patient and state == RUNNING and pending.patience > 0 and not self._cpu_busy(pending):
+        waiting = patient and state == RUNNING and pending.patience > 0
+        if waiting and not self._cpu_grew(pending.cpu_ns)[0]:  # look again later
             pending.patience -= 1
             self._freeze_timer = asyncio.get_running_loop().call_later(
                 self._freeze_delay, self._freeze_due
@@ -635,7 +646,8 @@ class Instance:
         self._unsettled = None
         if freeze:
             self.freeze_now()
-        busy = state == ELSEWHERE or (not self.sandbox.destroyed and self._cpu_busy(pending))
+        grew, used = (False, None) if self.sandbox.destroyed else self._cpu_grew(pending.cpu_ns)
+        busy = state == ELSEWHERE or grew
         lines = self._logs.take() if self._logs is not None else []
         if busy:
             end, end_ms = time.monotonic(), int(time.time() * 1000)
@@ -643,13 +655,38 @@ class Instance:
             self.destroy()
         else:
             end, end_ms = pending.ended, pending.ended_ms
+            if early and not self.frozen:
+                self._watch_cpu_ns = used
+                self._watch_patience = SETTLE_PATIENCE
         pending.deliver(Settled((end - pending.started) * 1000, end_ms, lines, busy))
 
-    def _cpu_busy(self, pending: Settlement) -> bool:
-        if pending.cpu_ns is None:
-            return False
+    def _cpu_grew(self, since: int | None) -> tuple[bool, int | None]:
+        """Whether the sandbox used more than IDLE_CPU_SLACK_NS of CPU since `since` (never when
+        either figure is unknown), and its usage now."""
         used = self._cpu_ns()
-        return used is not None and used - pending.cpu_ns > IDLE_CPU_SLACK_NS
+        if since is None or used is None:
+            return False, used
+        return used - since > IDLE_CPU_SLACK_NS, used
+
+    def _watch_until_frozen(self) -> None:
+        """An instance settled early is due to be frozen: destroyed instead if it was not idle
+        meanwhile (a runtime still `running` is looked at again, as in `settle`)."""
+        since = self._watch_cpu_ns
+        state = self._runtime_state()
+        grew = self._cpu_grew(since)[0]
+        if state == RUNNING and not grew and self._watch_patience > 0:
+            self._watch_patience -= 1
+            self._freeze_timer = asyncio.get_running_loop().call_later(
+                self._freeze_delay, self._freeze_due
+            )
+            return
+        self._watch_cpu_ns = None
+        self.freeze_now()
+        if state == ELSEWHERE or grew or self._cpu_grew(since)[0]:
+            log.info(
+                "instance %s was not idle after its invocation was settled: destroyed", self.id
+            )
+            self.destroy()
 
     def _cpu_ns(self) -> int | None:
         try:
@@ -741,6 +778,8 @@ class Instance:
         self._freeze_timer = None
         if self._unsettled is not None:
             self.settle(freeze=True, patient=True)
+        elif self._watch_cpu_ns is not None:
+            self._watch_until_frozen()
         else:
             self.freeze_now()
 
