@@ -255,7 +255,7 @@ class Invoker:
                 settlement.when_settled(lambda settled: self._account(account, settled))
                 self.pool.release(record, instance, outcome.healthy)
                 if request.tail or request.invocation_type == "Event":
-                    instance.settle(early=True)  # the caller wants the REPORT now
+                    instance.settle(early=True, check_runtime=False)  # REPORT wanted now
         tail = None
         if request.tail:
             text = "\n".join(account.lines) + "\n"

@@ -143,12 +143,17 @@ def _rmdir(path: Path, attempts: int = 200) -> None:
             time.sleep(0.005)
 
 
+def _v1_controllers(root: Path) -> tuple[str, ...]:
+    """The v1 hierarchies an instance joins; cpuacct (CPU usage, for billing) only if mounted."""
+    return tuple(c for c in V1Cgroup.CONTROLLERS if c != "cpuacct" or (root / c).is_dir())
+
+
 class V1Cgroup:
     CONTROLLERS = ("memory", "cpu", "pids", "freezer", "cpuacct")
 
     def __init__(self, root: Path, parent: str, name: str) -> None:
         self.name = name
-        self.dirs = {c: root / c / parent / name for c in self.CONTROLLERS}
+        self.dirs = {c: root / c / parent / name for c in _v1_controllers(root)}
         self.files = _Files()
 
     def setup(self, memory_mb: int, pids_max: int) -> None:
@@ -163,6 +168,9 @@ class V1Cgroup:
             self.dirs["cpu"] / "cpu.cfs_quota_us",
             self.dirs["freezer"] / "freezer.state",
         )
+        with contextlib.suppress(OSError, ValueError):  # opens what every invocation reads
+            self.peak_memory_bytes()
+            self.cpu_usage_ns()
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
@@ -202,6 +210,8 @@ class V1Cgroup:
 
     def cpu_usage_ns(self) -> int:
         if self._cpu_fd is None:
+            if "cpuacct" not in self.dirs:
+                raise FileNotFoundError("no cpuacct hierarchy")
             self._cpu_fd = self.files.fd(self.dirs["cpuacct"] / "cpuacct.usage")
         return int(os.pread(self._cpu_fd, 32, 0))
 
@@ -237,7 +247,7 @@ class V1Driver:
     def __init__(self, root: Path = Path("/sys/fs/cgroup"), parent: str = "ember") -> None:
         self.root = root
         self.parent = parent
-        for controller in V1Cgroup.CONTROLLERS:
+        for controller in _v1_controllers(root):
             (root / controller / parent).mkdir(exist_ok=True)
         # Children inherit cpuset masks from the parent (they start empty on some kernels).
         cpuset = root / "cpuset" / parent
@@ -262,7 +272,7 @@ class V1Driver:
         return len(names)
 
     def close(self) -> None:
-        for controller in (*V1Cgroup.CONTROLLERS, "cpuset"):
+        for controller in (*_v1_controllers(self.root), "cpuset"):
             _rmdir(self.root / controller / self.parent, attempts=1)
 
 
@@ -280,6 +290,9 @@ class V2Cgroup:
         self.files.open_for_writing(
             self.path / "memory.max", self.path / "cpu.weight", self.path / "cpu.max", self.path / "cgroup.freeze"
         )
+        with contextlib.suppress(OSError, ValueError):  # opens what every invocation reads
+            self.peak_memory_bytes()
+            self.cpu_usage_ns()
         self.configure(memory_mb)
 
     def configure(self, memory_mb: int) -> None:
