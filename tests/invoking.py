@@ -49,8 +49,10 @@ class Invoked:
 
     @property
     def report(self) -> re.Match[str]:
-        found = REPORT.search(self.log)
-        assert found is not None, f"no REPORT line in the tail:\n{self.log}"
+        """The platform's REPORT: always the tail's last line (a function may print look-alikes
+        anywhere before it)."""
+        found = REPORT.fullmatch(self.log.rstrip("\n").rsplit("\n", 1)[-1])
+        assert found is not None, f"no REPORT line at the end of the tail:\n{self.log}"
         return found
 
     @property
@@ -59,9 +61,9 @@ class Invoked:
 
     @property
     def request_id(self) -> str:
-        found = re.search(r"^START RequestId: ([0-9a-f-]{36}) Version: ", self.log, re.MULTILINE)
-        assert found is not None, f"no START line in the tail:\n{self.log}"
-        return found[1]
+        """The invocation's request id, as the Invoke response's header gives it (never read from
+        output, which a function controls)."""
+        return self.headers["x-amzn-requestid"]
 
 
 def invoke(lam: Any, name: str, event: Any = None, **kwargs: Any) -> Invoked:

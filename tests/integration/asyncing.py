@@ -31,16 +31,18 @@ def function_stats(server: LiveServer, name: str) -> dict[str, Any]:
     return queue_stats(server).get(name, empty)
 
 
-def log_messages(data_dir: Path, function: str) -> list[str]:
+def log_messages(data_dir: Path, function: str, platform: bool | None = None) -> list[str]:
     """Every stored log line of a function, in the order stored (read straight from
-    `<data_dir>/logs.sqlite3`, which the server writes in WAL mode)."""
+    `<data_dir>/logs.sqlite3`, which the server writes in WAL mode); with `platform`, only the
+    platform's own lines (True) or only the function's output (False)."""
     path = data_dir / "logs.sqlite3"
     if not path.exists():
         return []
     conn = sqlite3.connect(path, timeout=10)
+    which = "" if platform is None else f" AND platform = {int(platform)}"
     try:
         rows = conn.execute(
-            "SELECT message FROM log_events WHERE log_group = ? ORDER BY id",
+            f"SELECT message FROM log_events WHERE log_group = ?{which} ORDER BY id",
             (f"/aws/lambda/{function}",),
         ).fetchall()
     except sqlite3.OperationalError:  # the schema is not there yet
@@ -51,7 +53,8 @@ def log_messages(data_dir: Path, function: str) -> list[str]:
 
 
 def report_ids(messages: list[str]) -> list[str]:
-    """The RequestIds of the REPORT lines, one per finished attempt."""
+    """The RequestIds of the REPORT lines, one per finished attempt (pass the platform's lines:
+    `log_messages(..., platform=True)`)."""
     return [m[1] for m in map(REQUEST_ID.match, messages) if m]
 
 

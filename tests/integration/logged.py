@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from ember.cli.logs import is_platform, keep_platform_marks
 from invoking import deploy, invoke
 
 CODE = '''
@@ -50,11 +51,14 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 5.0, what: str = "t
 
 
 def reports(logs: Any, group: str, request_id: str | None = None) -> list[dict[str, Any]]:
+    """The platform's REPORT events (of one invocation): never a function's look-alike."""
+    keep_platform_marks(logs)
     pattern = f'"REPORT RequestId: {request_id}"' if request_id else '"REPORT RequestId:"'
     try:
-        return list(logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"])
+        events = logs.filter_log_events(logGroupName=group, filterPattern=pattern)["events"]
     except logs.exceptions.ResourceNotFoundException:
         return []
+    return [e for e in events if is_platform(e) and e["message"].startswith("REPORT RequestId: ")]
 
 
 def wait_for_report(logs: Any, group: str, request_id: str) -> dict[str, Any]:

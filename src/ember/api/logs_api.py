@@ -6,6 +6,11 @@ status 400 (500 for faults). Parameters are validated against botocore's `logs` 
 violations come back as InvalidParameterException, as CloudWatch Logs sends them.
 
 Storage and search live in observe/logs.py; this module only maps wire shapes onto them.
+
+Events the platform wrote (START, END, REPORT, ...) carry one member AWS does not send,
+`"emberPlatform": true` (PLATFORM_MEMBER): messages stay plain text as CloudWatch returns them,
+SDKs ignore members they do not know, and Ember's own readers (`ember logs`) use it to tell
+platform records from function output that imitates them.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ MAX_BATCH_BYTES = 1_048_576  # PutLogEvents, and a page of GetLogEvents / Filter
 MAX_BATCH_SPAN_MS = DAY_MS
 TOO_NEW_MS = 2 * 3600 * 1000
 TOO_OLD_MS = 14 * DAY_MS
+PLATFORM_MEMBER = "emberPlatform"
 RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                   2192, 2557, 2922, 3288, 3653)
 
@@ -358,7 +364,23 @@ def describe_log_streams(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _output_event(event: LogEvent) -> dict[str, Any]:
-    return {"timestamp": event.timestamp, "message": event.message, "ingestionTime": event.ingestion}
+    shape = {"timestamp": event.timestamp, "message": event.message, "ingestionTime": event.ingestion}
+    if event.platform:
+        shape[PLATFORM_MEMBER] = True
+    return shape
+
+
+def _filtered_event(event: LogEvent) -> dict[str, Any]:
+    shape = {
+        "logStreamName": event.log_stream,
+        "timestamp": event.timestamp,
+        "message": event.message,
+        "ingestionTime": event.ingestion,
+        "eventId": str(event.id),
+    }
+    if event.platform:
+        shape[PLATFORM_MEMBER] = True
+    return shape
 
 
 @operation("GetLogEvents")
@@ -433,16 +455,7 @@ def filter_log_events(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]:
         limit=int(params.get("limit", 10_000)),
         max_bytes=MAX_BATCH_BYTES,
     )
-    events = [
-        {
-            "logStreamName": e.log_stream,
-            "timestamp": e.timestamp,
-            "message": e.message,
-            "ingestionTime": e.ingestion,
-            "eventId": str(e.id),
-        }
-        for e in page.events
-    ]
+    events = [_filtered_event(e) for e in page.events]
     searched = names or list(dict.fromkeys(e.log_stream for e in page.events))
     result: dict[str, Any] = {
         "events": events,

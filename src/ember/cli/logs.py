@@ -8,10 +8,16 @@ Lines are grouped per invocation: within a log stream (one instance, one invocat
 everything up to and including a REPORT line belongs to that invocation. Ember's event ids are
 increasing integers in the order the platform emitted the lines, so a block is shown in that
 order even when the timestamps of a function's output and of its START line interleave.
+
+Only the platform's own records count as START/END/REPORT: Ember marks them in its Logs API
+answers (`"emberPlatform": true`, which botocore drops, so an after-call hook copies it back).
+A function that prints "REPORT RequestId: …" neither ends a block nor looks like a REPORT: such
+output is shown with an `[output]` prefix.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -29,7 +35,18 @@ _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _REQUEST_ID = re.compile(r"RequestId: ([0-9A-Za-z-]+)")
 _DURATION = re.compile(r"\tDuration: ([\d.]+) ms")
 _INIT_DURATION = re.compile(r"\tInit Duration: ([\d.]+) ms")
-_PLATFORM = ("START RequestId:", "END RequestId:", "INIT_START ", "EXTENSION\t", "TELEMETRY\t")
+# What platform records start with: function output that does too is shown marked.
+_LOOKS_PLATFORM = (
+    "START RequestId:",
+    "END RequestId:",
+    "REPORT RequestId:",
+    "INIT_START ",
+    "EXTENSION\t",
+    "TELEMETRY\t",
+    "[ember] ",
+    '{"time":',
+)
+PLATFORM_MEMBER = "emberPlatform"  # api/logs_api.py sets it on the events the platform wrote
 HOLD_S = 3.0  # how long --follow keeps an unfinished invocation back before showing it
 
 
@@ -59,7 +76,7 @@ def _client(service: str, endpoint: str, region: str) -> Any:
     import botocore.session
 
     session = botocore.session.get_session()
-    return session.create_client(
+    client = session.create_client(
         service,
         endpoint_url=endpoint,
         region_name=region,
@@ -67,6 +84,41 @@ def _client(service: str, endpoint: str, region: str) -> Any:
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "ember"),
         config=botocore.config.Config(retries={"max_attempts": 2}, read_timeout=30),
     )
+    if service == "logs":
+        keep_platform_marks(client)
+    return client
+
+
+def keep_platform_marks(client: Any) -> None:
+    """Make a botocore `logs` client keep Ember's `emberPlatform` member on the events of
+    GetLogEvents / FilterLogEvents (botocore drops members its model does not have)."""
+    client.meta.events.register(
+        "after-call.cloudwatch-logs", _copy_platform_marks, unique_id="ember-platform-marks"
+    )
+
+
+def _copy_platform_marks(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    events = parsed.get("events") if isinstance(parsed, dict) else None
+    if not events:
+        return
+    try:
+        raw = json.loads(http_response.content)["events"]
+    except (ValueError, KeyError, TypeError):
+        return
+    if not isinstance(raw, list) or len(raw) != len(events):
+        return
+    for event, original in zip(events, raw, strict=True):
+        if isinstance(original, dict) and original.get(PLATFORM_MEMBER) is True:
+            event[PLATFORM_MEMBER] = True
+
+
+def is_platform(event: dict[str, Any]) -> bool:
+    """Whether the platform wrote this event (START, END, REPORT, ...): never function output."""
+    return event.get(PLATFORM_MEMBER) is True
+
+
+def _is_report(event: dict[str, Any]) -> bool:
+    return is_platform(event) and str(event["message"]).startswith("REPORT ")
 
 
 def _error_code(exc: Exception) -> str | None:
@@ -95,10 +147,13 @@ def _log_group(function: str, endpoint: str, region: str) -> str:
 # -- rendering ---------------------------------------------------------------------------------
 
 
-def _style(message: str) -> str:
-    if message.startswith("REPORT "):
-        return "bold red" if "\tStatus: " in message and "Status: success" not in message else "bold cyan"
-    if message.startswith(_PLATFORM):
+def _style(message: str, platform: bool = False) -> str:
+    if platform:
+        if message.startswith("REPORT "):
+            failed = "\tStatus: " in message and "Status: success" not in message
+            return "bold red" if failed else "bold cyan"
+        if message.startswith("[ember] "):
+            return "yellow"
         return "dim"
     head = message[:200]
     if "[ERROR]" in head or '"level": "ERROR"' in head or '"level":"ERROR"' in head or "Task timed out" in head:
@@ -133,11 +188,14 @@ class Printer:
         from rich.text import Text
 
         message = str(event["message"]).rstrip("\n")
+        platform = is_platform(event)
         text = Text()
         text.append(_clock(int(event["timestamp"])) + " ", style="dim green")
         if show_stream:
             text.append(_short_stream(str(event.get("logStreamName", ""))) + " ", style="cyan")
-        text.append(message, style=_style(message))
+        if not platform and message.lstrip().startswith(_LOOKS_PLATFORM):
+            text.append("[output] ", style="magenta")  # the function's, whatever it looks like
+        text.append(message, style=_style(message, platform))
         self.console.print(text)
 
     def block(self, events: list[dict[str, Any]], complete: bool = True) -> None:
@@ -147,7 +205,12 @@ class Printer:
             return
         first = events[0]
         request_id = next(
-            (m.group(1) for e in events if (m := _REQUEST_ID.search(str(e["message"])))), None
+            (
+                m.group(1)
+                for e in events
+                if is_platform(e) and (m := _REQUEST_ID.search(str(e["message"])))
+            ),
+            None,
         )
         stamp = datetime.fromtimestamp(int(first["timestamp"]) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         title = " · ".join(
@@ -183,12 +246,12 @@ class Grouper:
             stream = str(event.get("logStreamName", ""))
             if stream in self.shown_open:
                 self.printer.line(event)
-                if str(event["message"]).startswith("REPORT "):
+                if _is_report(event):
                     self.shown_open.discard(stream)
                 continue
             self.pending.setdefault(stream, []).append(event)
             self.since.setdefault(stream, time.monotonic())
-            if str(event["message"]).startswith("REPORT "):
+            if _is_report(event):
                 self._emit(stream, complete=True)
 
     def _emit(self, stream: str, complete: bool) -> None:
@@ -206,7 +269,7 @@ class Grouper:
     def flush_all(self) -> None:
         for stream in list(self.pending):
             events = self.pending[stream]
-            has_start = any(str(e["message"]).startswith("START ") for e in events)
+            has_start = any(is_platform(e) and str(e["message"]).startswith("START ") for e in events)
             self._emit(stream, complete=not has_start)
 
 
@@ -262,6 +325,7 @@ def _invocation(client: Any, group: str, request_id: str, start: int | None) -> 
         query["startTime"] = start
     for page in _pages(client, **query):
         marked.extend(page)
+    marked = [e for e in marked if is_platform(e)]  # a function may print "RequestId: <id>"
     if not marked:
         return []
     stream = str(marked[0]["logStreamName"])
@@ -287,7 +351,7 @@ def _invocation(client: Any, group: str, request_id: str, start: int | None) -> 
     ours: list[dict[str, Any]] = []
     for event in window:
         message = str(event["message"])
-        other = _REQUEST_ID.search(message)
+        other = _REQUEST_ID.search(message) if is_platform(event) else None
         mine = other is not None and other.group(1) == request_id
         if _event_order(event) <= anchor_key or report is None:
             if other and not mine and message.startswith(("REPORT ", "END ")):
@@ -328,7 +392,7 @@ def logs(function: str, follow: bool, filter_pattern: str | None, since: str | N
             lines = _invocation(client, group, request_id, start)
             if not lines:
                 raise click.ClickException(f"no invocation {request_id} in {group}")
-            printer.block(lines, complete=any(str(e["message"]).startswith("REPORT ") for e in lines))
+            printer.block(lines, complete=any(_is_report(e) for e in lines))
             return
         query: dict[str, Any] = {"logGroupName": group, "interleaved": True}
         if start is not None:

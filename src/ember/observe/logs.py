@@ -9,6 +9,10 @@ holds up ingestion. Events are read in (timestamp, id) order, as CloudWatch Logs
 a `Position` — the (timestamp, id) of an event — is where a page of reading stops and the next
 one starts.
 
+Each event records whether the platform wrote it (START, END, REPORT, INIT_START, the timeout
+line, "[ember] …" notices) or not (the function's output, PutLogEvents): `LogEvent.platform`.
+Function output can never be stored as a platform record, whatever its text.
+
 This module knows storage and search, not AWS wire shapes (those are api/logs_api.py's).
 """
 
@@ -24,6 +28,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ember.observe.filter_pattern import FilterPattern, Prefilter
 from ember.observe.store_writer import StoreWriter
@@ -39,6 +44,8 @@ SEARCH_WINDOW = 100_000  # index entries one SQL scan of a search covers at most
 SEARCH_CHUNK = 2_000  # rows fetched into Python at a time
 SWEEP_CHUNK = 20_000  # events deleted per transaction by the retention sweep
 MAX_DELIVERY = 2048  # emitted batches handed to the writer in one frame
+MAX_DELIVERY_EVENTS = 50_000  # and at most this many events (bounds each frame and transaction)
+WAL_LIMIT_BYTES = 8 * 1024 * 1024  # the writer's WAL is truncated to this after checkpoints
 
 Position = tuple[int, int]  # (timestamp, id) of an event
 
@@ -51,6 +58,7 @@ class LogEvent:
     timestamp: int  # ms since the epoch
     ingestion: int
     message: str
+    platform: bool = False  # written by the platform (START, REPORT, ...), never by a function
 
     @property
     def position(self) -> Position:
@@ -81,9 +89,12 @@ class SearchPage:
     next: Position | None  # where to go on; None when the search reached the end
 
 
-Batch = tuple[int, str, str, list[tuple[int, str]]]  # (sequence number, group, stream, events)
+# An event: (timestamp, message), or (timestamp, message, platform) where `platform` is true
+# for a line the platform wrote.
+Event = tuple[int, str] | tuple[int, str, bool]
+Batch = tuple[int, str, str, list[Event]]  # (sequence number, group, stream, events)
 
-_EVENT_COLUMNS = "id, log_group, log_stream, timestamp, ingestion, message"
+_EVENT_COLUMNS = "id, log_group, log_stream, timestamp, ingestion, message, platform"
 
 
 def _size(message: str) -> int:
@@ -99,6 +110,33 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+def _event(row: tuple[Any, ...]) -> LogEvent:
+    return LogEvent(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+
+def _chunks(batches: list[Batch]) -> Iterator[list[Batch]]:
+    """Batches in deliveries of at most MAX_DELIVERY batches and (past the first batch)
+    MAX_DELIVERY_EVENTS events: one delivery is one frame and one transaction."""
+    chunk: list[Batch] = []
+    events = 0
+    for batch in batches:
+        if chunk and (len(chunk) >= MAX_DELIVERY or events + len(batch[3]) > MAX_DELIVERY_EVENTS):
+            yield chunk
+            chunk, events = [], 0
+        chunk.append(batch)
+        events += len(batch[3])
+    if chunk:
+        yield chunk
+
+
+def connect_writer(path: Path) -> sqlite3.Connection:
+    """The connection that inserts events (the writer process's): its WAL is truncated back to
+    WAL_LIMIT_BYTES after checkpoints, so a burst of output does not leave a large file behind."""
+    conn = connect(path)
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT_BYTES}")
+    return conn
+
+
 def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
     """Store batches of events in one transaction (the writer process's and put()'s work)."""
     now = _now_ms()
@@ -107,10 +145,10 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
     group_bytes: dict[str, int] = {}
     for _, group, stream, events in batches:
         size = 0
-        for ts, message in events:
-            text = message[:MAX_EVENT_BYTES]
+        for event in events:
+            text = event[1][:MAX_EVENT_BYTES]
             size += _size(text)
-            rows.append((group, stream, ts, now, text))
+            rows.append((group, stream, event[0], now, text, 1 if len(event) > 2 and event[2] else 0))
         group_bytes[group] = group_bytes.get(group, 0) + size
         first, last = min(e[0] for e in events), max(e[0] for e in events)
         if (group, stream) in streams:
@@ -135,8 +173,8 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
                 (group, stream, now, first, last, now),
             )
         conn.executemany(
-            "INSERT INTO log_events (log_group, log_stream, timestamp, ingestion, message)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO log_events (log_group, log_stream, timestamp, ingestion, message, platform)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
     except BaseException:
@@ -159,7 +197,7 @@ class LogStore:
         writer_process: bool = True,
     ) -> None:
         self._path = path
-        self._conn = connect(path)
+        self._conn = connect_writer(path)
         self._lock = threading.Lock()
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -192,7 +230,7 @@ class LogStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def emit(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> int:
+    def emit(self, log_group: str, log_stream: str, events: Sequence[Event]) -> int:
         """Queue events for storage (non-blocking; never raises). Returns a sequence number
         to pass to `stored()`."""
         if not events:
@@ -202,7 +240,7 @@ class LogStore:
             seq = self._seq
             if self._idle.is_set():
                 self._idle.clear()
-        self._queue.put((seq, log_group, log_stream, events))
+        self._queue.put((seq, log_group, log_stream, list(events)))
         return seq
 
     async def stored(self, seq: int) -> None:
@@ -227,10 +265,10 @@ class LogStore:
         for _, loop, future in due:
             loop.call_soon_threadsafe(_resolve, future)
 
-    def put(self, log_group: str, log_stream: str, events: list[tuple[int, str]]) -> None:
+    def put(self, log_group: str, log_stream: str, events: Sequence[Event]) -> None:
         """Store events now (PutLogEvents): readers see them when this returns."""
         if events:
-            self._write([(0, log_group, log_stream, events)])
+            self._write([(0, log_group, log_stream, list(events))])
 
     def _run(self) -> None:
         while True:
@@ -251,8 +289,8 @@ class LogStore:
                     stop = True
                 else:
                     batches.append(item)
-            for start in range(0, len(batches), MAX_DELIVERY):
-                self._deliver(batches[start : start + MAX_DELIVERY])
+            for chunk in _chunks(batches):
+                self._deliver(chunk)
             if stop:
                 return
 
@@ -581,7 +619,7 @@ class LogStore:
         )
         with self._reader() as r:
             rows = r.execute(sql, [*args, limit]).fetchall()
-        found = [LogEvent(*row) for row in rows]
+        found = [_event(row) for row in rows]
         if max_bytes is not None:
             total = 0
             for i, event in enumerate(found):
@@ -632,7 +670,7 @@ class LogStore:
                         [*args, SEARCH_CHUNK],
                     ).fetchall()
                     for row in rows:
-                        event = LogEvent(*row)
+                        event = _event(row)
                         if not check or pattern.matches(event.message):
                             weight = _size(event.message) + EVENT_OVERHEAD
                             if found and size + weight > max_bytes:

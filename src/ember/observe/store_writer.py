@@ -143,12 +143,11 @@ def _read_exactly(stream: Any, size: int) -> bytes:
 
 def main(config: str) -> int:
     from ember.dispatch.invoker import InvocationReport
-    from ember.observe.logs import write_batches
+    from ember.observe.logs import connect_writer, write_batches
     from ember.observe.traces import TraceStore, invocation_of
-    from ember.store.sqlite import connect
 
     paths = orjson.loads(config)
-    logs = connect(Path(paths["logs"])) if "logs" in paths else None
+    logs = connect_writer(Path(paths["logs"])) if "logs" in paths else None
     traces = TraceStore(Path(paths["traces"])) if "traces" in paths else None
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:

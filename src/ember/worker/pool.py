@@ -6,6 +6,11 @@ are destroyed when they are released). One invocation at a time per instance.
 
 Provisioned instances (provisioned concurrency) are created ahead of demand, are never reaped
 for idleness, and are handed out before any other warm instance of their key.
+
+An instance released after an invocation may still have that invocation's billed duration open
+(`Instance.settle`): it is settled before the instance is handed out again, when it is frozen,
+or when it is destroyed. An instance can also destroy itself (a protocol violation, or work
+after its result); the pool then forgets it (`_lost`).
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ember.functions.model import LATEST, FunctionRecord
 from ember.runtime_catalog import Runtime
 from ember.sandbox.sandbox import LANG_DIR, Interpreter, SandboxManager, SandboxSpec
 from ember.settings import Settings
 from ember.worker import api_relay
-from ember.worker.instance import Instance, Outcome
+from ember.worker.instance import Instance, Line, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +39,7 @@ ON_DEMAND = "on-demand"
 PROVISIONED = "provisioned-concurrency"
 
 
-@dataclass(frozen=True)
-class InstanceKey:
+class InstanceKey(NamedTuple):  # a tuple: built and hashed several times per invocation
     name: str
     version: str
     revision_id: str
@@ -55,7 +60,7 @@ class Acquired:
     cold: bool
     init_ms: float | None = None
     init_failure: Outcome | None = None
-    init_lines: list[tuple[int, str]] = field(default_factory=list)
+    init_lines: list[Line] = field(default_factory=list)
     log_stream: str = ""  # the failed instance's stream when init failed
 
 
@@ -97,13 +102,15 @@ class WorkerPool:
         group = self.groups.setdefault(key, _Group())
         while group.provisioned_idle:
             instance = group.provisioned_idle.pop()
-            if not instance.sandbox.destroyed:
+            instance.settle(check_runtime=False)  # its last invocation ends before the next starts
+            if not instance.destroyed:
                 return Acquired(instance, cold=False)
             group.provisioned.discard(instance)
             group.total -= 1
         while group.idle:
             instance = group.idle.pop()
-            if not instance.sandbox.destroyed:
+            instance.settle(check_runtime=False)
+            if not instance.destroyed:
                 return Acquired(instance, cold=False)
             group.total -= 1
         group.total += 1
@@ -113,22 +120,56 @@ class WorkerPool:
             group.total -= 1
             raise
 
+    def settle_next(self, record: FunctionRecord) -> None:
+        """Settle the instance `acquire` would hand out next, if its last invocation is still
+        open: that invocation is accounted (REPORT, hooks, its concurrency slot) before the next
+        one takes a slot, as if it had been settled when the sandbox went idle."""
+        group = self.groups.get(self.key(record))
+        if group is None:
+            return
+        for stack in (group.provisioned_idle, group.idle):
+            while stack and stack[-1].unsettled:
+                instance = stack[-1]
+                instance.settle(check_runtime=False)  # the warm path: CPU usage only
+                if not instance.destroyed:
+                    return
+                if stack and stack[-1] is instance:  # not forgotten by _lost: drop it here
+                    stack.pop()
+                    group.total -= 1
+                    group.provisioned.discard(instance)
+            if stack:
+                return
+
+    def settle_function(self, name: str) -> bool:
+        """Settle every idle instance of `name` whose last invocation is still open (their
+        concurrency slots are still held); True if there was any."""
+        found = False
+        for key, group in list(self.groups.items()):
+            if key.name == name:
+                for instance in [*group.provisioned_idle, *group.idle]:
+                    if instance.unsettled:
+                        instance.settle()
+                        found = True
+        return found
+
     def release(self, record: FunctionRecord, instance: Instance, healthy: bool) -> None:
         key = self.key(record)
         group = self.groups.get(key)
-        if group is None or group.retired or not healthy or instance.sandbox.destroyed:
+        if group is None or group.retired or not healthy or instance.destroyed:
             self._destroy(instance)
             if group is not None:
                 group.total -= 1
                 group.provisioned.discard(instance)
                 self._forget_if_empty(key, group)
             return
-        instance.freeze(self.settings.freeze_delay_s)
         instance.last_used = time.monotonic()
         if instance in group.provisioned:
             group.provisioned_idle.append(instance)
         else:
             group.idle.append(instance)
+        instance.freeze(
+            self.settings.freeze_delay_s
+        )  # idle first: a freeze may settle and destroy it
 
     def discard(self, record: FunctionRecord) -> None:
         """An instance that never started still counted against the group."""
@@ -177,7 +218,8 @@ class WorkerPool:
             return None
         group.total += missing
         results = await asyncio.gather(
-            *(self._create(record, task_dir, PROVISIONED) for _ in range(missing)), return_exceptions=True
+            *(self._create(record, task_dir, PROVISIONED) for _ in range(missing)),
+            return_exceptions=True,
         )
         failure: str | None = None
         for result in results:
@@ -210,16 +252,37 @@ class WorkerPool:
             del self.groups[key]
 
     def _destroy(self, instance: Instance) -> None:
+        """Destroy an instance whose place in its group the caller takes care of."""
+        instance.on_destroyed = None
         if instance in self.live:
             self.live.discard(instance)
             self.destroyed += 1
         with contextlib.suppress(Exception):
             instance.destroy()
 
+    def _lost(self, key: InstanceKey, instance: Instance) -> None:
+        """An instance destroyed itself: forget it if it was idle (a busy one is accounted for
+        when its invocation releases it)."""
+        if instance in self.live:
+            self.live.discard(instance)
+            self.destroyed += 1
+        group = self.groups.get(key)
+        if group is None:
+            return
+        for stack in (group.idle, group.provisioned_idle):
+            if instance in stack:
+                stack.remove(instance)
+                group.total -= 1
+                group.provisioned.discard(instance)
+                self._forget_if_empty(key, group)
+                return
+
     def idle_count(self) -> int:
         return sum(len(g.idle) for g in self.groups.values())
 
-    async def _create(self, record: FunctionRecord, task_dir: str, init_type: str = ON_DEMAND) -> Acquired:
+    async def _create(
+        self, record: FunctionRecord, task_dir: str, init_type: str = ON_DEMAND
+    ) -> Acquired:
         runtime = self.runtimes[record.runtime]
         stream = log_stream_name(record.version)
         marker = "\x1eember-" + secrets.token_hex(8)
@@ -245,6 +308,8 @@ class WorkerPool:
         sandbox = await self.sandboxes.acquire(spec)
         self.created += 1
         instance = Instance(sandbox, marker, stream, self.settings.limits.sync_response_bytes)
+        key = self.key(record)
+        instance.on_destroyed = lambda lost: self._lost(key, lost)
         self.live.add(instance)
         try:
             if sandbox.api_listener is not None and self.api_socket is not None:
@@ -258,7 +323,12 @@ class WorkerPool:
             self._destroy(instance)
             self.discard(record)
             return Acquired(
-                None, cold=True, init_ms=init_ms, init_failure=failure, init_lines=failure.lines, log_stream=stream
+                None,
+                cold=True,
+                init_ms=init_ms,
+                init_failure=failure,
+                init_lines=failure.lines,
+                log_stream=stream,
             )
         sandbox.cgroup.limit_cpu()
         return Acquired(instance, cold=True, init_ms=init_ms, init_lines=instance.take_init_lines())

@@ -11,7 +11,10 @@ a JSON header and an opaque body. Messages:
   worker → runtime  {"type": "invoke", "request_id", "deadline_ms", "invoked_arn",
                      "client_context", "identity", "trace_id"} + event bytes
   runtime → worker  {"type": "ready"} | {"type": "init_error", "error": {...}}
-                    {"type": "result", "error": false | true} + response bytes
+                    {"type": "result", "request_id", "error": false | true} + response bytes
+
+The worker accepts exactly one frame per question (`ready`/`init_error` after start, one
+`result` naming the request per `invoke`); any other frame ends the instance.
 
 Everything the function prints goes to fd 1/2 (the log pipe); before each result the runtime
 writes `<marker> <request id>` there, on a line of its own (`<marker> init` after start-up), so
@@ -479,4 +482,4 @@ def main(fd: int, spec: dict[str, Any]) -> None:
         _Output.end_of_output(marker, request_id)
         if error is not None:
             payload = json.dumps(error).encode()
-        channel.write({"type": "result", "error": error is not None}, payload)
+        channel.write({"type": "result", "request_id": request_id, "error": error is not None}, payload)
