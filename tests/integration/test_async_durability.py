@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from asyncing import function_stats, marked, wait_for
 
 from conftest import LiveServer, free_port
 from invoking import deploy
+from mounts import tmpfs
 
 MARKER = """
 def handler(event, context):
@@ -178,19 +178,8 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB tmpfs of its own (needs root; skipped where mounting is not permitted), to be the
     data dir of a server whose log lives beside it, on the ordinary disk."""
-    mountpoint = tmp_path / "data"
-    mountpoint.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mountpoint)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "data", 16) as mountpoint:
         yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
 
 
 def _fill(path: Path) -> int:

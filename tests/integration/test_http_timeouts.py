@@ -15,13 +15,13 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conftest import LiveServer, free_port
 from invoking import deploy, ok
+from server_gauges import fd_count, rss_mb, settled_fds
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes need root")
 
@@ -38,34 +38,6 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
     assert live.process is not None
     assert live.process.poll() is None, "the server died:\n" + live.log()[-3000:]
     live.stop()
-
-
-def fd_count(server: LiveServer) -> int:
-    assert server.process is not None and server.process.poll() is None
-    return len(os.listdir(f"/proc/{server.process.pid}/fd"))
-
-
-def rss_mb(server: LiveServer) -> float:
-    assert server.process is not None
-    status = Path(f"/proc/{server.process.pid}/status").read_text()
-    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) / 1024
-
-
-def settled_fds(server: LiveServer, target: int | None = None, wait_s: float = 30.0) -> int:
-    """The server's descriptor count once it is at most `target`, or (without a target) once it
-    has not moved for two seconds (the blank sandbox pool fills up after a start or a claim)."""
-    deadline = time.monotonic() + wait_s
-    last, same = fd_count(server), 0
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = fd_count(server)
-        if target is not None and now <= target:
-            return now
-        same = same + 1 if now == last else 0
-        if target is None and same >= 8:
-            return now
-        last = now
-    return last
 
 
 def connect(server: LiveServer) -> socket.socket:

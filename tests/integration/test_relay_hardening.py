@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ import pytest
 
 from conftest import LiveServer, free_port
 from invoking import deploy, invoke, ok
+from server_gauges import rss_mb, settled_fds
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes need root")
 
@@ -49,40 +49,6 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]
 @pytest.fixture(scope="module")
 def lam(own_server: LiveServer) -> Any:
     return own_server.client("lambda")
-
-
-def pid(server: LiveServer) -> int:
-    assert server.process is not None
-    assert server.process.poll() is None, "the server died:\n" + server.log()[-3000:]
-    return server.process.pid
-
-
-def fd_count(server: LiveServer) -> int:
-    return len(os.listdir(f"/proc/{pid(server)}/fd"))
-
-
-def rss_mb(server: LiveServer) -> float:
-    for line in Path(f"/proc/{pid(server)}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def settled_fds(server: LiveServer, target: int | None = None, wait_s: float = 30.0) -> int:
-    """The server's descriptor count once it is at most `target`, or (without a target) once it
-    has not moved for two seconds (the blank sandbox pool fills up after a start or a claim)."""
-    deadline = time.monotonic() + wait_s
-    last, same = fd_count(server), 0
-    while time.monotonic() < deadline:
-        time.sleep(0.25)
-        now = fd_count(server)
-        if target is not None and now <= target:
-            return now
-        same = same + 1 if now == last else 0
-        if target is None and same >= 8:
-            return now
-        last = now
-    return last
 
 
 def health(server: LiveServer) -> int:

@@ -25,6 +25,7 @@ from botocore.exceptions import ClientError
 from conftest import LiveServer, free_port
 from ember.sandbox.tmp_disk import HEADROOM_MB, METADATA_MB
 from invoking import deploy, invoke, ok
+from mounts import mounted
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="sandboxes need root")
 
@@ -62,14 +63,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     image, mountpoint = tmp_path / "disk.img", tmp_path / "data"
     mountpoint.mkdir()
     subprocess.run([mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", str(image), f"{DISK_MB}M"], check=True)
-    mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mountpoint)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot loop-mount a file system here: {mounted.stderr.strip()}")
-    try:
-        yield mountpoint
-    finally:
-        if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+    with mounted(mountpoint, "-o", "loop", str(image)) as disk:
+        yield disk
 
 
 def test_instances_cannot_fill_the_hosts_disk_with_their_tmp(small_disk: Path) -> None:
