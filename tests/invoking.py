@@ -89,3 +89,15 @@ def ok(lam: Any, name: str, event: Any = None, **kwargs: Any) -> Any:
     assert result.status == 200, result
     assert result.function_error is None, f"{result.payload}\n{result.log}"
     return result.payload
+
+
+def public_url(lam: Any, name: str, cors: dict[str, Any] | None = None, qualifier: str | None = None) -> str:
+    """A function URL anyone may call (AuthType NONE and the two statements AWS's console adds)."""
+    extra: dict[str, Any] = {"Qualifier": qualifier} if qualifier else {}
+    config = {"Cors": cors} if cors is not None else {}
+    url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE", **config, **extra)["FunctionUrl"]
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess", Principal="*",
+                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE", **extra)
+    lam.add_permission(FunctionName=name, StatementId="FunctionURLInvokeAllowPublicAccess",
+                       Principal="*", Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True, **extra)
+    return url

@@ -31,7 +31,7 @@ import pytest
 from test_function_urls import PATH_URL, host_form
 
 from conftest import LiveServer
-from invoking import deploy
+from invoking import deploy, public_url
 
 BROWSER_NAMES = ("chromium-headless-shell", "chromium", "google-chrome", "chrome-headless-shell")
 BROWSER_TIMEOUT_S = 60
@@ -221,18 +221,6 @@ def make_page(pages: PageServer, name: str, function_url: str) -> str:
     text = PAGE.format(url=json.dumps(function_url), demo=json.dumps(DEMO),
                        body=json.dumps(json.dumps(PAYLOAD)))
     return pages.add(f"/{name}.html", text)
-
-
-def public_url(lam: Any, name: str, cors: dict[str, Any], qualifier: str | None = None) -> str:
-    extra = {"Qualifier": qualifier} if qualifier else {}
-    url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE", Cors=cors,
-                                              **extra)["FunctionUrl"]
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess", Principal="*",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE", **extra)
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLInvokeAllowPublicAccess",
-                       Principal="*", Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True,
-                       **extra)
-    return url
 
 
 def cors_for(origin: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from test_function_url_browser import require_browser, run_page
 from test_function_urls import PATH_URL, curl
 
 from conftest import LiveServer
-from invoking import deploy
+from invoking import deploy, public_url
 
 HANDLER = """
 import json
@@ -52,21 +52,7 @@ def name(server: LiveServer) -> str:
 @pytest.fixture(scope="module")
 def url(server: LiveServer, name: str) -> str:
     lam = server.client("lambda")
-    url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="url",
-        Principal="*",
-        Action="lambda:InvokeFunctionUrl",
-        FunctionUrlAuthType="NONE",
-    )
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="invoke",
-        Principal="*",
-        Action="lambda:InvokeFunction",
-        InvokedViaFunctionUrl=True,
-    )
+    url = public_url(lam, name)
     assert re.fullmatch(PATH_URL.format(port=server.port), url), url
     return url
 

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from test_function_urls import curl, url_id_of
 
 from conftest import LiveServer, free_port, make_zip
-from invoking import deploy, unique
+from invoking import deploy, public_url, unique
 
 BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 SIGNED = "AWS4-HMAC-SHA256 Credential=test/20250101/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0"
@@ -114,22 +114,7 @@ def exists(lam: Any, name: str) -> bool:
 def public(lam: Any, code: str = ECHO) -> tuple[str, str]:
     """A function with a public (AuthType NONE) URL: (name, url)."""
     name = deploy(lam, code, prefix="guard")
-    url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="url",
-        Principal="*",
-        Action="lambda:InvokeFunctionUrl",
-        FunctionUrlAuthType="NONE",
-    )
-    lam.add_permission(
-        FunctionName=name,
-        StatementId="invoke",
-        Principal="*",
-        Action="lambda:InvokeFunction",
-        InvokedViaFunctionUrl=True,
-    )
-    return name, url
+    return name, public_url(lam, name)
 
 
 @pytest.fixture(scope="module")
