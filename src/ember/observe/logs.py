@@ -155,8 +155,9 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
             old_first, old_last = streams[(group, stream)]
             first, last = min(first, old_first), max(last, old_last)
         streams[(group, stream)] = (first, last)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    # A COMMIT that fails (a full disk) is rolled back too, or the connection would stay in
+    # its transaction and refuse every later batch.
+    with transaction(conn, contextlib.nullcontext()):
         for group, size in group_bytes.items():
             conn.execute(
                 "INSERT INTO log_groups (name, created, stored_bytes) VALUES (?, ?, ?)"
@@ -177,10 +178,6 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
             " VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 class LogStore:

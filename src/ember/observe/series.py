@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ember.store.sqlite import connect, migrate
+from ember.store.sqlite import connect, migrate, transaction
 
 RETENTION_MINUTES = 24 * 60
 ACCOUNT = ""  # the `function` of account-wide buckets (concurrency across all functions)
@@ -334,19 +334,13 @@ class SeriesFile:
 
     def write(self, rows: list[tuple[object, ...]], oldest_minute: int) -> None:
         placeholders = ", ".join("?" * (3 + len(_COLUMNS)))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    f"INSERT OR REPLACE INTO minute_series (function, version, minute,"
-                    f" {', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                    rows,
-                )
-                self._conn.execute("DELETE FROM minute_series WHERE minute < ?", (oldest_minute,))
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with transaction(self._conn, self._lock):  # rolled back if the COMMIT fails too
+            self._conn.executemany(
+                f"INSERT OR REPLACE INTO minute_series (function, version, minute,"
+                f" {', '.join(_COLUMNS)}) VALUES ({placeholders})",
+                rows,
+            )
+            self._conn.execute("DELETE FROM minute_series WHERE minute < ?", (oldest_minute,))
 
     def close(self) -> None:
         with self._lock:
