@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
+import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,19 @@ def test_the_url_follows_the_address_the_caller_used(
     assert config["FunctionUrl"] == url.replace("127.0.0.1", "localhost")
     with urllib.request.urlopen(config["FunctionUrl"] + "via-localhost", timeout=60) as response:
         assert json.loads(response.read())["path"] == "/via-localhost"
+
+
+def test_a_client_gone_mid_body_is_not_a_failure(server: LiveServer, url: str) -> None:
+    """A caller that closes before sending the body it announced is simply gone: no 500, no
+    traceback in the server's log."""
+    parts = urllib.parse.urlsplit(url)
+    before = server.log().count("function URL request")
+    for _ in range(3):
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+            sock.sendall(
+                f"POST {parts.path}gone HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":".encode()
+            )
+    assert requests.get(url + "after", timeout=30).status_code == 200  # served in between
+    time.sleep(0.3)
+    assert server.log().count("function URL request") == before, server.log()[-2000:]

@@ -36,7 +36,13 @@ from starlette.types import Receive, Scope, Send
 
 from ember.api import sigv4, wire
 from ember.dispatch.invoker import InvokeRequest
-from ember.errors import EmberError, RequestEntityTooLarge, ResourceNotFound, TooManyRequests
+from ember.errors import (
+    EmberError,
+    InvalidRequestContent,
+    RequestEntityTooLarge,
+    ResourceNotFound,
+    TooManyRequests,
+)
 from ember.functions.function_urls import PATH_PREFIX, FunctionUrl
 from ember.functions.policies import ANONYMOUS
 from ember.platform import Platform
@@ -300,6 +306,8 @@ class UrlFront:
             body = await wire.read_body(request, platform.settings.limits.sync_payload_bytes, "InvokeFunctionUrl")
         except RequestEntityTooLarge as error:
             return _with(_message(413, error.message), cors)
+        except InvalidRequestContent:  # gone mid-body, or broken HTTP (uvicorn answered 400)
+            return _with(_message(400, "Bad Request"), cors)
         authorizer = self._authorize(request, config, body)  # AWS_IAM signatures cover the body
         if authorizer is None:
             return _with(_message(403, "Forbidden"), cors)
