@@ -8,6 +8,7 @@ where boto3 cannot send it).
 from __future__ import annotations
 
 import base64
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import pytest
 
 from conftest import ROLE, LiveServer, make_zip
 from invoking import deploy, unique
+from server_gauges import rss_mb
 
 ACCOUNT = "000000000000"
 CODE = "def handler(event, context):\n    return {'ran': True}\n"
@@ -331,3 +333,21 @@ def test_function_versions_past_64_bits_are_just_not_found(lam_raw: Any) -> None
     ):
         status, code, message = refused(call)
         assert (status, code) == (404, "ResourceNotFoundException"), message
+
+
+def test_refused_uploads_leave_no_memory_behind(lam_raw: Any, server: LiveServer) -> None:
+    """A refused upload's body is freed with its answer, not at the next full garbage collection
+    (an error raised in a worker thread sat in a reference cycle with the request's frames: each
+    refused 45 MB upload kept ~107 MB)."""
+    junk = os.urandom(20 * 1024 * 1024)  # not a zip
+    before = rss_mb(server)
+    for _ in range(6):
+        status, code, _ = refused(
+            lambda: lam_raw.create_function(
+                FunctionName=unique("junkzip"), Runtime="python3.12", Handler="app.handler",
+                Role=ROLE, Code={"ZipFile": junk},
+            )
+        )
+        assert (status, code) == (400, "InvalidParameterValueException")
+    grown = rss_mb(server) - before
+    assert grown < 60, f"the server kept {grown:.0f} MB after six refused 20 MB uploads"

@@ -178,7 +178,13 @@ def serialize(model: ServiceModel, route: Route, result: dict[str, Any] | None) 
 
 
 def error_response(error: EmberError, model: ServiceModel | None = None) -> Response:
-    """AWS's error form: the status, `X-Amzn-ErrorType`, and `{"Type", "message"}`."""
+    """AWS's error form: the status, `X-Amzn-ErrorType`, and `{"Type", "message"}`.
+
+    The error is answered, so its traceback (and its causes') is dropped: an error raised in a
+    worker thread sits in a cycle (anyio's future → the error → its traceback → the frame that
+    holds the future) that would keep the request's frames, and so its body, alive until the
+    next full collection — 100 MB and more per refused 50 MB upload."""
+    forget_traceback(error)
     status = error.status
     if model is not None and not error.fixed_status:
         status = model.error_status(error.error_type) or status
@@ -193,3 +199,13 @@ def error_response(error: EmberError, model: ServiceModel | None = None) -> Resp
         headers={"X-Amzn-ErrorType": error.error_type},
         media_type=JSON_TYPE,
     )
+
+
+def forget_traceback(error: BaseException) -> None:
+    """Drop the tracebacks of `error` and of the errors it was raised from or during."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
