@@ -93,6 +93,14 @@ def handler(event, context):
         print("%s %s" % (marker, "00000000-0000-4000-8000-000000000001"))  # a marker not awaited
         print("after the forgeries")
         return "forged"
+    if mode == "spinner":  # a background thread busy on the CPU after the handler returned
+        import threading
+        def spin(seconds):
+            until = time.monotonic() + seconds
+            while time.monotonic() < until:
+                pass
+        threading.Thread(target=spin, args=(event.get("work", 0.5),), daemon=True).start()
+        time.sleep(0.01)  # let it start
     if mode == "sleeper":  # a background thread that waits (no CPU): the runtime is idle
         import threading
         threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
@@ -299,3 +307,22 @@ def test_a_sleeping_background_thread_does_not_cost_the_instance(
     wait_for(lambda: reports(logs, group, request_id), what="the REPORT")  # settled, not destroyed
     again = invoke(lam, hostile, {"n": 5})
     assert again.payload == {"n": 5} and not again.cold
+
+
+def test_a_busy_background_thread_is_billed_but_keeps_the_instance(
+    server: LiveServer, lam: Any, hostile: str
+) -> None:
+    """The runtime answered and is back at its read while a thread of the function works on:
+    the function's own background work (Lambda freezes it mid-way). Billed until the platform
+    saw it (its freeze), but the instance is not destroyed for it."""
+    logs = server.client("logs")
+    group = f"/aws/lambda/{hostile}"
+    invoke(lam, hostile, {"n": 0})
+    first = invoke(lam, hostile, {"mode": "spinner", "work": 0.5, "n": 7}, LogType="None")
+    assert first.payload == {"n": 7}
+    request_id = first.headers["x-amzn-requestid"]
+    report = wait_for(lambda: reports(logs, group, request_id), what="the REPORT")[0]["message"]
+    duration = float(re.search(r"\tDuration: ([\d.]+) ms", report)[1])  # type: ignore[index]
+    assert duration >= 5.0, report
+    again = invoke(lam, hostile, {"n": 8})
+    assert again.payload == {"n": 8} and not again.cold, again.log

@@ -82,7 +82,7 @@ class Settled:
     duration_ms: float
     end_ms: int  # ms since the epoch
     lines: list[Line]  # output that arrived after the result and before the settlement
-    busy: bool  # the sandbox kept working after its result: the duration ran on, the instance died
+    busy: bool  # the sandbox kept working after its result: the duration ran on
 
 
 class Settlement:
@@ -631,8 +631,10 @@ class Instance:
           lock, another wait) it is not idle, whatever it used of the CPU. `running` is not
           judged (it may be on its way to that read): `patient` settles (the freeze timer's)
           look again later, up to SETTLE_PATIENCE times, before deciding on the CPU alone.
-        Idle: the duration ends at the result. Not idle: it ran until now, and the sandbox is
-        destroyed, so its work is neither finished for free nor leaked into the next invocation.
+        Idle: the duration ends at the result. Not idle: it ran until now; and unless the runtime
+        is back at its read (other threads of the function working on after it returned, which
+        Lambda would simply freeze), the sandbox is destroyed, so work after an early result is
+        neither finished for free nor leaked into the next invocation.
         Called when the sandbox is frozen (`freeze`: its state is read first, then it is frozen,
         which also brings the CPU accounting of its running tasks up to date), reused (CPU only:
         the warm path), destroyed, or `early`, when the invoker needs the figures at once (CPU
@@ -656,12 +658,18 @@ class Instance:
         if freeze:
             self.freeze_now()
         grew, used = (False, None) if self.sandbox.destroyed else self._cpu_grew(pending.cpu_ns)
+        if grew and state is None and not self.sandbox.destroyed:
+            state = self._runtime_state()  # only read when it decides something (see below)
         busy = state == ELSEWHERE or grew
         lines = self._logs.take() if self._logs is not None else []
         if busy:
             end, end_ms = time.monotonic(), int(time.time() * 1000)
-            log.info("instance %s was not idle after its result: destroyed", self.id)
-            self.destroy()
+            if state != WAITING:
+                log.info("instance %s was not idle after its result: destroyed", self.id)
+                self.destroy()
+            # else: the runtime is back at its read and other threads worked on: the function's
+            # own background work after it returned (Lambda would freeze it mid-way). It is
+            # billed up to now, and the instance is kept (frozen, it resumes billed next time).
         else:
             end, end_ms = pending.ended, pending.ended_ms
             if early and not self.frozen:
@@ -691,7 +699,7 @@ class Instance:
             return
         self._watch_cpu_ns = None
         self.freeze_now()
-        if state == ELSEWHERE or grew or self._cpu_grew(since)[0]:
+        if state != WAITING and (state == ELSEWHERE or grew or self._cpu_grew(since)[0]):
             log.info(
                 "instance %s was not idle after its invocation was settled: destroyed", self.id
             )
