@@ -172,7 +172,7 @@ def test_floods_of_output_are_bounded(live: LiveServer) -> None:
         count, platform = stored_lines(logs, group, result.request_id)
         assert count <= budget_lines + 4, (flood, count)  # START, the notice, END, REPORT
         dropped = [m for m in platform if m.startswith("[ember] ") and "lines dropped" in m]
-        assert len(dropped) == 1, platform
+        assert len(dropped) == 1, (flood, platform)
         assert int(dropped[0].split()[1]) > 100_000  # nearly everything was counted, not kept
     print("\n".join(f"{k}: {v}" for k, v in figures.items()))
     after = figures["markers"]

@@ -387,8 +387,12 @@ class Invoker:
                 )
             events.extend(outcome.lines)
             events.extend(late)
-            if late:
-                end_ms = max(end_ms, late[-1][0])
+            # END and REPORT close the invocation's lines: never stamped before the last of them
+            # (e.g. the "[ember] N lines dropped" notice, stamped when the output was taken),
+            # or a reader sorting by time would see it after the REPORT.
+            for lines in (outcome.lines, late):
+                if lines:
+                    end_ms = max(end_ms, lines[-1][0])
             if not json_format:
                 events.append((end_ms, platform_lines.end(request_id), True))
                 report = platform_lines.report(
