@@ -413,6 +413,16 @@ class LogCollector(asyncio.Protocol):
         return lines
 
 
+def _look_again(state: str | None, grew: bool) -> bool:
+    """Whether a settlement should wait another freeze delay before judging the runtime: it is
+    runnable but did no work (on its way to its read, or without a CPU), or the sandbox worked
+    and the runtime is not at its read yet (in Python, a thread busy after the handler returned
+    holds the GIL the runtime needs to get back to its read)."""
+    if state == RUNNING:
+        return True
+    return grew and state == ELSEWHERE
+
+
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
@@ -647,8 +657,7 @@ class Instance:
         if pending is None:
             return
         state = self._runtime_state() if check_runtime and not self.sandbox.destroyed else None
-        waiting = patient and state == RUNNING and pending.patience > 0
-        if waiting and not self._cpu_grew(pending.cpu_ns)[0]:  # look again later
+        if patient and pending.patience > 0 and _look_again(state, self._cpu_grew(pending.cpu_ns)[0]):
             pending.patience -= 1
             self._freeze_timer = asyncio.get_running_loop().call_later(
                 self._freeze_delay, self._freeze_due
@@ -691,7 +700,7 @@ class Instance:
         since = self._watch_cpu_ns
         state = self._runtime_state()
         grew = self._cpu_grew(since)[0]
-        if state == RUNNING and not grew and self._watch_patience > 0:
+        if self._watch_patience > 0 and _look_again(state, grew):
             self._watch_patience -= 1
             self._freeze_timer = asyncio.get_running_loop().call_later(
                 self._freeze_delay, self._freeze_due
