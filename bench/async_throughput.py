@@ -75,16 +75,23 @@ POLL_S = 0.05
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="a short run (n=2000, 300 latency samples at 100/s, fsync=always only)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run (n=2000, 300 latency samples at 100/s, fsync=always only)",
+    )
     p.add_argument("--n", type=int, default=None, help="events for the throughput run (10000)")
     p.add_argument("--concurrency", type=int, default=16, help="concurrent senders (16)")
     p.add_argument("--latency-n", type=int, default=None, help="latency samples (2000)")
     p.add_argument("--rate", type=float, default=None, help="events/s for the latency run (200)")
     p.add_argument("--systems", default="ember,dramatiq,celery")
     p.add_argument("--fsync", default=None, help="Redis appendfsync modes (always,everysec)")
-    p.add_argument("--memory", type=int, default=128,
-                   help="MemorySize of Ember's functions (128; 1769 = one full vCPU each)")
+    p.add_argument(
+        "--memory",
+        type=int,
+        default=128,
+        help="MemorySize of Ember's functions (128; 1769 = one full vCPU each)",
+    )
     args = p.parse_args(argv)
     args.n = args.n or (2000 if args.quick else 10_000)
     args.latency_n = args.latency_n or (300 if args.quick else 2000)
@@ -145,9 +152,14 @@ class Latency:
 
     def summary(self) -> dict[str, float]:
         values = self.latencies_ms
-        return {"n": len(values), "p50_ms": percentile(values, 50), "p90_ms": percentile(values, 90),
-                "p99_ms": percentile(values, 99), "max_ms": max(values) if values else float("nan"),
-                "mean_ms": sum(values) / len(values) if values else float("nan")}
+        return {
+            "n": len(values),
+            "p50_ms": percentile(values, 50),
+            "p90_ms": percentile(values, 90),
+            "p99_ms": percentile(values, 99),
+            "max_ms": max(values) if values else float("nan"),
+            "mean_ms": sum(values) / len(values) if values else float("nan"),
+        }
 
 
 def wait_done(target: Target, goal: int, timeout: float) -> float | None:
@@ -197,14 +209,18 @@ def run_throughput(target: Target, n: int, concurrency: int, timeout: float = 60
     end = wait_done(target, base + total, timeout)
     busy1, all1 = _machine_jiffies()
     if end is None:
-        raise RuntimeError(f"{target.label}: only {target.done() - base} of {total} events ran "
-                           f"in {timeout:.0f}s")
+        raise RuntimeError(
+            f"{target.label}: only {target.done() - base} of {total} events ran in {timeout:.0f}s"
+        )
     cores = (os.cpu_count() or 1) * (busy1 - busy0) / (all1 - all0) if all1 > all0 else 0.0
-    return Throughput(n, concurrency, total, errors[:20], max(last_accept) - t0, end - t0,
-                      cpu1 - cpu0, cores)
+    return Throughput(
+        n, concurrency, total, errors[:20], max(last_accept) - t0, end - t0, cpu1 - cpu0, cores
+    )
 
 
-def run_latency(target: Target, n: int, rate: float, prefix: str, timeout: float = 120.0) -> Latency:
+def run_latency(
+    target: Target, n: int, rate: float, prefix: str, timeout: float = 120.0
+) -> Latency:
     send = target.stamp_sender()
     sent: dict[str, float] = {}
     errors: list[str] = []
@@ -248,8 +264,9 @@ class EmberTarget:
 
     def setup(self) -> None:
         for name, source in ((self.noop, NOOP_SOURCE), (self.stamp, STAMP_SOURCE)):
-            self.server.create_function(name, memory_mb=self.memory_mb,
-                                        zip_bytes=make_zip({"app.py": source}))
+            self.server.create_function(
+                name, memory_mb=self.memory_mb, zip_bytes=make_zip({"app.py": source})
+            )
         if self.memory_mb != 128:
             self.label = f"Ember, {self.memory_mb} MB (SQLite, fsync per group commit)"
 
@@ -309,9 +326,25 @@ class Redis:
         if server is None:
             raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
         self.root.mkdir(parents=True, exist_ok=True)
-        argv = [server, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
-                "--save", "", "--appendonly", "yes", "--appendfsync", self.fsync,
-                "--protected-mode", "no", "--logfile", str(self.root / "redis.log")]
+        argv = [
+            server,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.root),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.fsync,
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.root / "redis.log"),
+        ]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         import redis
 
@@ -341,8 +374,9 @@ class Worker:
 
     def start(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, env=self.env, cwd=BENCH_DIR, stdout=log,
-                                            stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, cwd=BENCH_DIR, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def stop(self) -> None:
         if self.process is not None:
@@ -380,8 +414,11 @@ class DramatiqTarget:
         from dramatiq import Message
 
         def send(value: Any) -> bool:
-            self.broker.enqueue(Message(queue_name="default", actor_name=actor, args=(value,),
-                                        kwargs={}, options={}))
+            self.broker.enqueue(
+                Message(
+                    queue_name="default", actor_name=actor, args=(value,), kwargs={}, options={}
+                )
+            )
             return True
 
         return send
@@ -436,16 +473,38 @@ class CeleryTarget:
 
 def worker_for(system: str, redis_url: str, stamp_dir: Path, log_path: Path) -> Worker:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "BENCH_REDIS_URL": redis_url, "BENCH_STAMP_DIR": str(stamp_dir),
-           "PYTHONPATH": str(BENCH_DIR)}
+    env = {
+        **os.environ,
+        "BENCH_REDIS_URL": redis_url,
+        "BENCH_STAMP_DIR": str(stamp_dir),
+        "PYTHONPATH": str(BENCH_DIR),
+    }
     cpus = str(os.cpu_count() or 2)
     if system == "dramatiq":
-        argv = [str(bin_dir / "dramatiq"), "async_dramatiq_tasks", "--processes", cpus,
-                "--threads", "8"]
+        argv = [
+            str(bin_dir / "dramatiq"),
+            "async_dramatiq_tasks",
+            "--processes",
+            cpus,
+            "--threads",
+            "8",
+        ]
     else:
-        argv = [str(bin_dir / "celery"), "-A", "async_celery_tasks", "worker", "--pool", "prefork",
-                "--concurrency", cpus, "--loglevel", "WARNING", "--without-heartbeat",
-                "--without-gossip", "--without-mingle"]
+        argv = [
+            str(bin_dir / "celery"),
+            "-A",
+            "async_celery_tasks",
+            "worker",
+            "--pool",
+            "prefork",
+            "--concurrency",
+            cpus,
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ]
     return Worker(argv, env, log_path)
 
 
@@ -466,19 +525,27 @@ def measure(target: Target, args: argparse.Namespace) -> dict[str, Any]:
     latency = run_latency(target, args.latency_n, args.rate, "lat-")
     result = {
         "label": target.label,
-        "throughput": {"n": throughput.n, "concurrency": throughput.concurrency,
-                       "accepted": throughput.accepted, "events_per_s": throughput.events_per_s,
-                       "accepted_per_s": throughput.accepted_per_s, "accept_s": throughput.accept_s,
-                       "total_s": throughput.total_s, "client_cpu_s": throughput.client_cpu_s,
-                       "machine_busy_cores": throughput.machine_busy_cores,
-                       "errors": throughput.errors},
+        "throughput": {
+            "n": throughput.n,
+            "concurrency": throughput.concurrency,
+            "accepted": throughput.accepted,
+            "events_per_s": throughput.events_per_s,
+            "accepted_per_s": throughput.accepted_per_s,
+            "accept_s": throughput.accept_s,
+            "total_s": throughput.total_s,
+            "client_cpu_s": throughput.client_cpu_s,
+            "machine_busy_cores": throughput.machine_busy_cores,
+            "errors": throughput.errors,
+        },
         "loadavg_before": loadavg,
         "latency": {**latency.summary(), "rate_per_s": latency.rate, "errors": latency.errors},
     }
-    print(f"  {target.label}: {throughput.events_per_s:,.0f} events/s end to end "
-          f"({throughput.accepted_per_s:,.0f}/s accepted); start latency "
-          f"p50 {latency.summary()['p50_ms']:.2f} ms, p99 {latency.summary()['p99_ms']:.2f} ms",
-          flush=True)
+    print(
+        f"  {target.label}: {throughput.events_per_s:,.0f} events/s end to end "
+        f"({throughput.accepted_per_s:,.0f}/s accepted); start latency "
+        f"p50 {latency.summary()['p50_ms']:.2f} ms, p99 {latency.summary()['p99_ms']:.2f} ms",
+        flush=True,
+    )
     return result
 
 
@@ -492,8 +559,9 @@ def scratch(prefix: str) -> Iterator[Path]:
 
 
 def run_ember(args: argparse.Namespace) -> dict[str, Any]:
-    with EmberServer(extra_args=["--log-level", "warning"],
-                     keep_log_as="async_throughput-server.log") as server:
+    with EmberServer(
+        extra_args=["--log-level", "warning"], keep_log_as="async_throughput-server.log"
+    ) as server:
         target = EmberTarget(server, args.memory)
         target.setup()
         result = measure(target, args)
@@ -512,13 +580,19 @@ def run_baseline(system: str, fsync: str, args: argparse.Namespace) -> dict[str,
         worker = worker_for(system, redis.url, stamp_dir, root / "worker.log")
         try:
             worker.start()
-            target: Target = (DramatiqTarget(redis.url, stamp_dir) if system == "dramatiq"
-                              else CeleryTarget(redis.url, stamp_dir))
+            target: Target = (
+                DramatiqTarget(redis.url, stamp_dir)
+                if system == "dramatiq"
+                else CeleryTarget(redis.url, stamp_dir)
+            )
             target.label = f"{target.label} (appendfsync {fsync})"
             result = measure(target, args)
             # Celery warns that it runs as root (the benchmark runs as root for Ember's sake).
-            problems = [line for line in scan_log_for_problems(worker.log())
-                        if "security" not in line and "superuser" not in line]
+            problems = [
+                line
+                for line in scan_log_for_problems(worker.log())
+                if "security" not in line and "superuser" not in line
+            ]
             if problems:
                 result["worker_log_problems"] = problems
             return result
@@ -535,24 +609,41 @@ def report(results: dict[str, dict[str, Any]]) -> None:
     rows = []
     for result in results.values():
         t = result["throughput"]
-        rows.append([result["label"], fmt(t["events_per_s"], 0), fmt(t["accepted_per_s"], 0),
-                     fmt(t["total_s"], 2), fmt(t["machine_busy_cores"], 2),
-                     ratio(ember["throughput"]["events_per_s"], t["events_per_s"]) if ember else "-"])
+        rows.append(
+            [
+                result["label"],
+                fmt(t["events_per_s"], 0),
+                fmt(t["accepted_per_s"], 0),
+                fmt(t["total_s"], 2),
+                fmt(t["machine_busy_cores"], 2),
+                ratio(ember["throughput"]["events_per_s"], t["events_per_s"]) if ember else "-",
+            ]
+        )
     print_table(
         f"Durable Event throughput: {next(iter(results.values()))['throughput']['n']:,} no-op events, "
         f"{next(iter(results.values()))['throughput']['concurrency']} concurrent senders",
         ["system", "events/s (end to end)", "accepted/s", "total s", "busy cores", "Ember ÷ this"],
-        rows)
+        rows,
+    )
     rows = []
     for result in results.values():
         lat = result["latency"]
-        rows.append([result["label"], fmt(lat["p50_ms"]), fmt(lat["p90_ms"]), fmt(lat["p99_ms"]),
-                     fmt(lat["max_ms"]),
-                     ratio(lat["p50_ms"], ember["latency"]["p50_ms"]) if ember else "-"])
+        rows.append(
+            [
+                result["label"],
+                fmt(lat["p50_ms"]),
+                fmt(lat["p90_ms"]),
+                fmt(lat["p99_ms"]),
+                fmt(lat["max_ms"]),
+                ratio(lat["p50_ms"], ember["latency"]["p50_ms"]) if ember else "-",
+            ]
+        )
     first = next(iter(results.values()))["latency"]
     print_table(
         f"Enqueue → handler start latency (ms), {first['n']} events at {first['rate_per_s']:.0f}/s",
-        ["system", "p50", "p90", "p99", "max", "this p50 ÷ Ember p50"], rows)
+        ["system", "p50", "p90", "p99", "max", "this p50 ÷ Ember p50"],
+        rows,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -560,8 +651,11 @@ def main(argv: list[str]) -> int:
     warn_if_busy()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     results: dict[str, dict[str, Any]] = {}
-    print(f"async throughput: n={args.n} concurrency={args.concurrency} "
-          f"latency n={args.latency_n} at {args.rate:.0f}/s", flush=True)
+    print(
+        f"async throughput: n={args.n} concurrency={args.concurrency} "
+        f"latency n={args.latency_n} at {args.rate:.0f}/s",
+        flush=True,
+    )
     if "ember" in systems:
         results["ember"] = run_ember(args)
     for fsync in args.fsync.split(","):

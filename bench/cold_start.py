@@ -52,10 +52,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short run (10 iterations)")
     p.add_argument("--iterations", type=int, default=None, help="cold starts to time (default 50)")
-    p.add_argument("--warmup", type=int, default=3,
-                   help="cold starts run first and not recorded (the server's own first-use costs)")
-    p.add_argument("--gap", type=float, default=0.25,
-                   help="seconds between CreateFunction and the timed invoke (default 0.25)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="cold starts run first and not recorded (the server's own first-use costs)",
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=0.25,
+        help="seconds between CreateFunction and the timed invoke (default 0.25)",
+    )
     p.add_argument("--runtime", default="python3.11")
     p.add_argument("--memory", type=int, default=128, help="MemorySize in MB")
     args = p.parse_args(argv)
@@ -90,8 +98,10 @@ def measure_ember(args: argparse.Namespace) -> dict[str, Any]:
                 continue
             elapsed = time.perf_counter_ns() - t0
             if response.status != 200 or response.body != EXPECTED_BODY:
-                problems.append(f"{name}: HTTP {response.status} "
-                                f"{response.headers.get('x-amz-function-error', '')} {response.body[:300]!r}")
+                problems.append(
+                    f"{name}: HTTP {response.status} "
+                    f"{response.headers.get('x-amz-function-error', '')} {response.body[:300]!r}"
+                )
                 continue
             report = parse_report(log_tail(response))
             if i < args.warmup:
@@ -108,8 +118,10 @@ def measure_ember(args: argparse.Namespace) -> dict[str, Any]:
         client.close()
         log_problems = scan_log_for_problems(server.log())
     if server.leftovers:
-        problems.append(f"{len(server.leftovers)} server processes alive after it stopped: "
-                        f"{server.leftovers[:3]}")
+        problems.append(
+            f"{len(server.leftovers)} server processes alive after it stopped: "
+            f"{server.leftovers[:3]}"
+        )
     return {
         "first_invoke": summarize_ms(firsts_ns),
         "init_duration": summarize_ms([int(x * 1e6) for x in inits_ms]),
@@ -148,8 +160,11 @@ def measure_in_process(n: int, work: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     warn_if_busy()
-    print(f"cold start: {args.iterations} iterations (+{args.warmup} warm-up), {args.runtime}, "
-          f"{args.memory} MB, {args.gap}s between create and invoke", flush=True)
+    print(
+        f"cold start: {args.iterations} iterations (+{args.warmup} warm-up), {args.runtime}, "
+        f"{args.memory} MB, {args.gap}s between create and invoke",
+        flush=True,
+    )
     ember = measure_ember(args)
     with temp_dir("ember-bench-cold-") as work:
         fresh = measure_fresh_process(args.iterations, work)
@@ -166,17 +181,33 @@ def main(argv: list[str]) -> int:
     ]
     table = []
     for label, s, ember_s in rows:
-        table.append([label, fmt(s["n"]), fmt(s["p50_ms"]), fmt(s["p99_ms"]), fmt(s["mean_ms"]),
-                      fmt(s["min_ms"]), fmt(s["max_ms"]),
-                      ratio(ember_s["p50_ms"], s["p50_ms"]) if label.startswith("baseline") else ""])
-    print_table("Cold start (ms; target through the Invoke API: p50 <= 3, p99 <= 10)",
-                ["measure", "n", "p50", "p99", "mean", "min", "max", "Ember/this p50"], table)
+        table.append(
+            [
+                label,
+                fmt(s["n"]),
+                fmt(s["p50_ms"]),
+                fmt(s["p99_ms"]),
+                fmt(s["mean_ms"]),
+                fmt(s["min_ms"]),
+                fmt(s["max_ms"]),
+                ratio(ember_s["p50_ms"], s["p50_ms"]) if label.startswith("baseline") else "",
+            ]
+        )
+    print_table(
+        "Cold start (ms; target through the Invoke API: p50 <= 3, p99 <= 10)",
+        ["measure", "n", "p50", "p99", "mean", "min", "max", "Ember/this p50"],
+        table,
+    )
     c = ember["create_function_boto3"]
-    print(f"(not timed above) CreateFunction via boto3: p50 {fmt(c['p50_ms'])} ms, "
-          f"p99 {fmt(c['p99_ms'])} ms")
+    print(
+        f"(not timed above) CreateFunction via boto3: p50 {fmt(c['p50_ms'])} ms, "
+        f"p99 {fmt(c['p99_ms'])} ms"
+    )
     if ember["invokes_without_init_duration"]:
-        print(f"warning: {ember['invokes_without_init_duration']} first invokes had no Init Duration "
-              "in their REPORT line")
+        print(
+            f"warning: {ember['invokes_without_init_duration']} first invokes had no Init Duration "
+            "in their REPORT line"
+        )
     if ember["errors"]:
         print(f"ERRORS ({len(ember['errors'])}):")
         for line in ember["errors"][:10]:
@@ -187,13 +218,21 @@ def main(argv: list[str]) -> int:
             print("  " + line)
 
     results = {
-        "config": {"iterations": args.iterations, "warmup": args.warmup, "gap_s": args.gap,
-                   "runtime": args.runtime, "memory_mb": args.memory, "quick": args.quick},
+        "config": {
+            "iterations": args.iterations,
+            "warmup": args.warmup,
+            "gap_s": args.gap,
+            "runtime": args.runtime,
+            "memory_mb": args.memory,
+            "quick": args.quick,
+        },
         "ember": ember,
         "baseline_fresh_process": fresh,
         "baseline_in_process_import_call": inproc,
     }
-    path = write_results(results_name("cold_start", args.memory), results, ["bench/cold_start.py", *argv])
+    path = write_results(
+        results_name("cold_start", args.memory), results, ["bench/cold_start.py", *argv]
+    )
     print(f"results written to {path}")
     return 1 if ember["errors"] else 0
 

@@ -92,8 +92,9 @@ def die_with_parent() -> None:
     libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
-def wait_http_ok(url: str, process: subprocess.Popen[bytes], timeout: float, what: str,
-                 log: Callable[[], str]) -> None:
+def wait_http_ok(
+    url: str, process: subprocess.Popen[bytes], timeout: float, what: str, log: Callable[[], str]
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -136,7 +137,12 @@ def process_tree(root_pid: int) -> dict[int, str]:
     while todo:
         pid = todo.pop()
         try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmd = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         found[pid] = cmd.strip()
@@ -152,8 +158,14 @@ def still_alive(pids: dict[int, str]) -> list[str]:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
             continue
-        state = next((line.split(None, 1)[1].strip() for line in status.splitlines()
-                      if line.startswith("State:")), "?")
+        state = next(
+            (
+                line.split(None, 1)[1].strip()
+                for line in status.splitlines()
+                if line.startswith("State:")
+            ),
+            "?",
+        )
         if state.startswith("Z"):  # exited, only waiting to be reaped
             continue
         alive.append(f"pid {pid} [{state}] {cmd[:100]}")
@@ -192,11 +204,25 @@ class EmberServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        argv = [sys.executable, "-m", "ember", "server", "--data-dir", str(self.data_dir),
-                "--port", str(self.port), *self.extra_args]
+        argv = [
+            sys.executable,
+            "-m",
+            "ember",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            *self.extra_args,
+        ]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.root, preexec_fn=die_with_parent)
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                preexec_fn=die_with_parent,
+            )
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
     def stop(self) -> int | None:
@@ -209,13 +235,19 @@ class EmberServer:
         status = stop_process(self.process)
         took = time.monotonic() - t0
         if status != 0:
-            print(f"warning: ember server exited with status {status} after {took:.1f}s "
-                  f"(log: {self.log_path})", file=sys.stderr)
+            print(
+                f"warning: ember server exited with status {status} after {took:.1f}s "
+                f"(log: {self.log_path})",
+                file=sys.stderr,
+            )
         time.sleep(0.5)
         leftovers = still_alive(tree)
         if leftovers:
-            print(f"warning: {len(leftovers)} processes of this ember server are still alive "
-                  f"after it stopped, e.g. {leftovers[:3]}", file=sys.stderr)
+            print(
+                f"warning: {len(leftovers)} processes of this ember server are still alive "
+                f"after it stopped, e.g. {leftovers[:3]}",
+                file=sys.stderr,
+            )
         self.leftovers = leftovers
         return status
 
@@ -226,8 +258,12 @@ class EmberServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
         if self.keep_log_as is not None:
             RESULTS_DIR.mkdir(exist_ok=True)
@@ -257,18 +293,30 @@ class EmberServer:
             import botocore.config
 
             self._lambda = boto3.client(
-                "lambda", endpoint_url=self.endpoint, region_name="us-east-1",
-                aws_access_key_id="bench", aws_secret_access_key="bench",
+                "lambda",
+                endpoint_url=self.endpoint,
+                region_name="us-east-1",
+                aws_access_key_id="bench",
+                aws_secret_access_key="bench",
                 config=botocore.config.Config(retries={"max_attempts": 0}, read_timeout=120),
             )
         return self._lambda
 
-    def create_function(self, name: str, runtime: str = "python3.11", memory_mb: int = 128,
-                        zip_bytes: bytes | None = None) -> dict[str, Any]:
+    def create_function(
+        self,
+        name: str,
+        runtime: str = "python3.11",
+        memory_mb: int = 128,
+        zip_bytes: bytes | None = None,
+    ) -> dict[str, Any]:
         """CreateFunction with boto3, as a user would (never inside a timed section)."""
         reply: dict[str, Any] = self.lambda_client().create_function(
-            FunctionName=name, Runtime=runtime, Role=ROLE, Handler=HANDLER,
-            MemorySize=memory_mb, Code={"ZipFile": zip_bytes or make_zip({"app.py": HANDLER_SOURCE})},
+            FunctionName=name,
+            Runtime=runtime,
+            Role=ROLE,
+            Handler=HANDLER,
+            MemorySize=memory_mb,
+            Code={"ZipFile": zip_bytes or make_zip({"app.py": HANDLER_SOURCE})},
         )
         return reply
 
@@ -291,14 +339,32 @@ class UvicornBaseline:
 
     def start(self, timeout: float = 30.0) -> None:
         self.log_path = self.task_dir.parent / "uvicorn.log"
-        argv = [sys.executable, "-m", "uvicorn", "uvicorn_baseline:app", "--app-dir", str(BENCH_DIR),
-                "--host", "127.0.0.1", "--port", str(self.port), "--loop", "uvloop",
-                "--http", "httptools", "--no-access-log", "--log-level", "warning",
-                "--workers", "1"]
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "uvicorn_baseline:app",
+            "--app-dir",
+            str(BENCH_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--workers",
+            "1",
+        ]
         env = {**os.environ, "BENCH_TASK_DIR": str(self.task_dir)}
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            preexec_fn=die_with_parent)
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent
+            )
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "uvicorn baseline", self.log)
 
     def stop(self) -> None:
@@ -306,25 +372,38 @@ class UvicornBaseline:
             stop_process(self.process)
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
     def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
 # --------------------------------------------------------------------------- HTTP client
 
 
-def build_request(path: str, body: bytes, headers: dict[str, str] | None = None,
-                  method: str = "POST") -> bytes:
+def build_request(
+    path: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST"
+) -> bytes:
     """An HTTP/1.1 keep-alive request, as bytes, built once and sent many times."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"Content-Length: {len(body)}"]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -393,7 +472,7 @@ class HttpClient:
         while end < 0:
             buf = self._fill(sock, buf)
             end = buf.find(b"\r\n\r\n")
-        head, rest = buf[:end], buf[end + 4:]
+        head, rest = buf[:end], buf[end + 4 :]
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
         headers: dict[str, str] = {}
@@ -427,11 +506,11 @@ class HttpClient:
                 rest = self._fill(sock, rest)
                 eol = rest.find(b"\r\n")
             size = int(rest[:eol].split(b";")[0], 16)
-            rest = rest[eol + 2:]
+            rest = rest[eol + 2 :]
             while len(rest) < size + 2:
                 rest = self._fill(sock, rest)
             body += rest[:size]
-            rest = rest[size + 2:]
+            rest = rest[size + 2 :]
             if size == 0:
                 return body, rest
 
@@ -449,8 +528,10 @@ def parse_report(log: str) -> dict[str, float | None]:
     """Duration and Init Duration (ms) from the REPORT line of a Tail log."""
     duration = _REPORT_DURATION.search(log)
     init = _REPORT_INIT.search(log)
-    return {"duration_ms": float(duration.group(1)) if duration else None,
-            "init_ms": float(init.group(1)) if init else None}
+    return {
+        "duration_ms": float(duration.group(1)) if duration else None,
+        "init_ms": float(init.group(1)) if init else None,
+    }
 
 
 # --------------------------------------------------------------------------- load generation
@@ -505,8 +586,15 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_load(port: int, raw: bytes, concurrency: int, duration_s: float, warmup_s: float = 1.0,
-             expected: bytes = EXPECTED_BODY, server_pid: int | None = None) -> LoadResult:
+def run_load(
+    port: int,
+    raw: bytes,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float = 1.0,
+    expected: bytes = EXPECTED_BODY,
+    server_pid: int | None = None,
+) -> LoadResult:
     """Closed-loop load: `concurrency` threads, one persistent connection each, for `duration_s`.
 
     Each thread warms up for `warmup_s` (not recorded: lets Ember scale out to `concurrency`
@@ -589,15 +677,22 @@ def run_load(port: int, raw: bytes, concurrency: int, duration_s: float, warmup_
     ncpu = os.cpu_count() or 1
     busy_cores = (busy1 - busy0) / (total1 - total0) * ncpu if total1 > total0 else 0.0
     return LoadResult(
-        concurrency=concurrency, duration_s=elapsed, ok=sum(ok_counts), errors=sum(err_counts),
-        latencies_ns=[x for lats in per_thread for x in lats], error_samples=samples,
-        client_cpu_s=cpu1 - cpu0, machine_busy_cores=busy_cores,
-        server_cpu_s=server_cpu, children_cpu_s=children_cpu,
+        concurrency=concurrency,
+        duration_s=elapsed,
+        ok=sum(ok_counts),
+        errors=sum(err_counts),
+        latencies_ns=[x for lats in per_thread for x in lats],
+        error_samples=samples,
+        client_cpu_s=cpu1 - cpu0,
+        machine_busy_cores=busy_cores,
+        server_cpu_s=server_cpu,
+        children_cpu_s=children_cpu,
     )
 
 
-def sequential(client: HttpClient, raw: bytes, n: int,
-               expected: bytes = EXPECTED_BODY) -> tuple[list[int], list[str]]:
+def sequential(
+    client: HttpClient, raw: bytes, n: int, expected: bytes = EXPECTED_BODY
+) -> tuple[list[int], list[str]]:
     """n requests one after the other on one connection: (latencies of the OK ones, errors)."""
     lats: list[int] = []
     errors: list[str] = []
@@ -635,8 +730,11 @@ def base_python() -> str:
 def fresh_process_call(python: str, task_dir: Path) -> int:
     """`python3 -c` importing app.py from task_dir and calling the handler: elapsed ns."""
     t0 = time.perf_counter_ns()
-    out = subprocess.run([python, "-c", FRESH_PROCESS_SNIPPET, str(task_dir), EVENT_BYTES.decode()],
-                         capture_output=True, check=True)
+    out = subprocess.run(
+        [python, "-c", FRESH_PROCESS_SNIPPET, str(task_dir), EVENT_BYTES.decode()],
+        capture_output=True,
+        check=True,
+    )
     elapsed = time.perf_counter_ns() - t0
     if out.stdout != EXPECTED_BODY:
         raise RuntimeError(f"fresh process answered {out.stdout!r} ({out.stderr!r})")
@@ -661,11 +759,24 @@ def summarize_ms(values_ns: Sequence[int]) -> dict[str, float | int]:
     """n, p50, p90, p99, mean, min, max in milliseconds from nanosecond samples."""
     ms = [v / 1e6 for v in values_ns]
     if not ms:
-        return {"n": 0, "p50_ms": math.nan, "p90_ms": math.nan, "p99_ms": math.nan,
-                "mean_ms": math.nan, "min_ms": math.nan, "max_ms": math.nan}
-    return {"n": len(ms), "p50_ms": percentile(ms, 50), "p90_ms": percentile(ms, 90),
-            "p99_ms": percentile(ms, 99), "mean_ms": sum(ms) / len(ms), "min_ms": min(ms),
-            "max_ms": max(ms)}
+        return {
+            "n": 0,
+            "p50_ms": math.nan,
+            "p90_ms": math.nan,
+            "p99_ms": math.nan,
+            "mean_ms": math.nan,
+            "min_ms": math.nan,
+            "max_ms": math.nan,
+        }
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "mean_ms": sum(ms) / len(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+    }
 
 
 def fmt(value: float | int | str | None, digits: int = 3) -> str:
@@ -698,24 +809,30 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{r:.2f}x"
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]],
-                text_columns: int = 1) -> None:
+def print_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1
+) -> None:
     """A GitHub-flavoured Markdown table (readable in a terminal, pasteable in a README).
 
     The first `text_columns` columns are left-aligned, the rest (numbers) right-aligned.
     """
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
-        out = [c.ljust(w) if i < text_columns else c.rjust(w)
-               for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        out = [
+            c.ljust(w) if i < text_columns else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "| " + " | ".join(out) + " |"
 
     print(f"\n{title}\n")
     print(line(headers))
-    rule = [":" + "-" * (w + 1) if i < text_columns else "-" * (w + 1) + ":"
-            for i, w in enumerate(widths)]
+    rule = [
+        ":" + "-" * (w + 1) if i < text_columns else "-" * (w + 1) + ":"
+        for i, w in enumerate(widths)
+    ]
     print("|" + "|".join(rule) + "|")
     for row in rows:
         print(line(row))
@@ -724,8 +841,12 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]
 
 def git_describe() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -733,8 +854,11 @@ def git_describe() -> str:
 
 def ember_source() -> str:
     """Where the server subprocess will import `ember` from (honours PYTHONPATH)."""
-    out = subprocess.run([sys.executable, "-c", "import ember; print(ember.__file__)"],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import ember; print(ember.__file__)"],
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() or out.stderr.strip()[-200:]
 
 
@@ -745,15 +869,23 @@ def machine_info() -> dict[str, Any]:
             if row.startswith("model name"):
                 model = row.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-            "python": platform.python_version(), "loadavg": os.getloadavg()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg": os.getloadavg(),
+    }
 
 
 def warn_if_busy() -> None:
     load1 = os.getloadavg()[0]
     if load1 > 0.5:
-        print(f"warning: the machine is not idle (1-min load average {load1:.2f}); "
-              "numbers will be noisier than usual", file=sys.stderr)
+        print(
+            f"warning: the machine is not idle (1-min load average {load1:.2f}); "
+            "numbers will be noisier than usual",
+            file=sys.stderr,
+        )
 
 
 def results_name(base: str, memory_mb: int, default_mb: int = 128) -> str:

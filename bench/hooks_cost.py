@@ -52,15 +52,26 @@ from common import (
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a short run (n=300, 4 rounds, 1.5 s load)")
-    p.add_argument("--n", type=int, default=None, help="sequential invokes per round and server (1000)")
+    p.add_argument(
+        "--n", type=int, default=None, help="sequential invokes per round and server (1000)"
+    )
     p.add_argument("--rounds", type=int, default=None, help="alternating rounds (6)")
-    p.add_argument("--duration", type=float, default=None, help="seconds of load per server and round (3)")
+    p.add_argument(
+        "--duration", type=float, default=None, help="seconds of load per server and round (3)"
+    )
     p.add_argument("--concurrency", type=int, default=8)
-    p.add_argument("--memory", type=int, default=1769,
-                   help="MemorySize (default one full core, so the CPU quota does not add noise)")
+    p.add_argument(
+        "--memory",
+        type=int,
+        default=1769,
+        help="MemorySize (default one full core, so the CPU quota does not add noise)",
+    )
     p.add_argument("--runtime", default="python3.11")
-    p.add_argument("--breakdown", action="store_true",
-                   help="also load four servers: no hooks, metrics only, traces only, both")
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also load four servers: no hooks, metrics only, traces only, both",
+    )
     args = p.parse_args(argv)
     args.n = args.n or (300 if args.quick else 1000)
     args.rounds = args.rounds or (4 if args.quick else 6)
@@ -89,12 +100,25 @@ class SomeHooksServer(EmberServer):
     hooks: str = ""
 
     def start(self, timeout: float = 60.0) -> None:
-        argv = [sys.executable, "-c", LAUNCHER, "server", "--data-dir", str(self.data_dir),
-                "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-c",
+            LAUNCHER,
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
-                                            preexec_fn=die_with_parent,
-                                            env={**os.environ, "BENCH_HOOKS": self.hooks})
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                preexec_fn=die_with_parent,
+                env={**os.environ, "BENCH_HOOKS": self.hooks},
+            )
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
 
@@ -111,8 +135,14 @@ def alternating_loads(
         for key in keys if r % 2 == 0 else keys[::-1]:
             server = servers[key]
             assert server.process is not None
-            load = run_load(server.port, raw, args.concurrency, args.duration, warmup_s=0.5,
-                            server_pid=server.process.pid)
+            load = run_load(
+                server.port,
+                raw,
+                args.concurrency,
+                args.duration,
+                warmup_s=0.5,
+                server_pid=server.process.pid,
+            )
             rps[key].append(load.rps)
             if load.server_cpu_s is not None and load.ok:
                 cpu_us[key].append(load.server_cpu_s / load.ok * 1e6)
@@ -139,9 +169,15 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers.values():
             server.stop()
             server.cleanup()
-    return {mode: {"rps_rounds": [round(x) for x in rps[mode]], "rps_median": median(rps[mode]),
-                   "cpu_us_rounds": [round(x) for x in cpu[mode]], "cpu_us_median": median(cpu[mode])}
-            for mode in modes}
+    return {
+        mode: {
+            "rps_rounds": [round(x) for x in rps[mode]],
+            "rps_median": median(rps[mode]),
+            "cpu_us_rounds": [round(x) for x in cpu[mode]],
+            "cpu_us_median": median(cpu[mode]),
+        }
+        for mode in modes
+    }
 
 
 def hook_in_process(n: int = 200_000) -> dict[str, float]:
@@ -154,10 +190,23 @@ def hook_in_process(n: int = 200_000) -> dict[str, float]:
     limiter = SimpleNamespace(in_flight=1)
     metrics = Metrics(MinuteSeries(), pool, None, limiter, None)  # type: ignore[arg-type]
     report = InvocationReport(
-        request_id="r", function="hello", version="$LATEST", memory_mb=128,
-        invocation_type="RequestResponse", trace_id=None, received=time.time(), queue_wait_ms=None,
-        acquire_ms=0.01, init_ms=None, duration_ms=0.21, billed_ms=1, max_memory_mb=3, cold=False,
-        outcome="success", error_type=None)
+        request_id="r",
+        function="hello",
+        version="$LATEST",
+        memory_mb=128,
+        invocation_type="RequestResponse",
+        trace_id=None,
+        received=time.time(),
+        queue_wait_ms=None,
+        acquire_ms=0.01,
+        init_ms=None,
+        duration_ms=0.21,
+        billed_ms=1,
+        max_memory_mb=3,
+        cold=False,
+        outcome="success",
+        error_type=None,
+    )
     observe = metrics.observe
     for _ in range(10_000):
         observe(report)
@@ -186,11 +235,23 @@ def traces_in_process(n: int = 20_000) -> dict[str, float] | None:
         recorder = TraceRecorder(Path(tmp) / "traces.sqlite3", None)
         reports = [
             InvocationReport(
-                request_id=f"r{i}", function="hello", version="$LATEST", memory_mb=128,
-                invocation_type="RequestResponse", trace_id=f"Root=1-{int(time.time()):08x}-{i:024x};Sampled=1",
-                received=time.time(), queue_wait_ms=None, acquire_ms=0.01, init_ms=None,
-                duration_ms=0.21, billed_ms=1, max_memory_mb=3, cold=False, outcome="success",
-                error_type=None)
+                request_id=f"r{i}",
+                function="hello",
+                version="$LATEST",
+                memory_mb=128,
+                invocation_type="RequestResponse",
+                trace_id=f"Root=1-{int(time.time()):08x}-{i:024x};Sampled=1",
+                received=time.time(),
+                queue_wait_ms=None,
+                acquire_ms=0.01,
+                init_ms=None,
+                duration_ms=0.21,
+                billed_ms=1,
+                max_memory_mb=3,
+                cold=False,
+                outcome="success",
+                error_type=None,
+            )
             for i in range(n)
         ]
         t0 = time.thread_time_ns()
@@ -204,7 +265,9 @@ def traces_in_process(n: int = 20_000) -> dict[str, float] | None:
     return {"record_us": round(hook_ns / 1000, 2), "flush_us": round(flush_ns / 1000, 2)}
 
 
-def interleaved(clients: dict[str, HttpClient], raw: bytes, n: int) -> tuple[dict[str, list[int]], list[str]]:
+def interleaved(
+    clients: dict[str, HttpClient], raw: bytes, n: int
+) -> tuple[dict[str, list[int]], list[str]]:
     """n invokes on each server, alternating request by request (on, off, off, on, ...): load
     drifting on a shared machine falls on both alike, which back-to-back blocks cannot ensure."""
     lats: dict[str, list[int]] = {key: [] for key in clients}
@@ -234,9 +297,12 @@ def added(on: float, off: float) -> str:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     warn_if_busy()
-    print(f"hooks_cost: {args.rounds} rounds x {args.n} sequential invokes per server, then "
-          f"{args.rounds} x {args.duration}s at concurrency {args.concurrency}; "
-          f"{args.runtime}, {args.memory} MB", flush=True)
+    print(
+        f"hooks_cost: {args.rounds} rounds x {args.n} sequential invokes per server, then "
+        f"{args.rounds} x {args.duration}s at concurrency {args.concurrency}; "
+        f"{args.runtime}, {args.memory} MB",
+        flush=True,
+    )
     servers = {"on": EmberServer(), "off": EmberServer(extra_args=["--no-hooks"])}
     results: dict[str, Any] = {"config": vars(args).copy()}
     problems: list[str] = []
@@ -281,34 +347,75 @@ def main(argv: list[str]) -> int:
     hook = hook_in_process()
     traces = traces_in_process()
     # Paired by round (the two servers' invokes interleaved): drift in the machine's load cancels.
-    paired = sorted((on - off) / off * 100 for on, off in zip(round_p50["on"], round_p50["off"], strict=True))
+    paired = sorted(
+        (on - off) / off * 100 for on, off in zip(round_p50["on"], round_p50["off"], strict=True)
+    )
     paired_median = median(paired)
-    results.update({"sequential": seq, "rps_rounds": rps, "rps": mean_rps,
-                    "server_cpu_us_per_invoke": mean_cpu, "hook_in_process": hook, "traces_in_process": traces,
-                    "round_p50_ms": round_p50, "sequential_server_cpu_us_per_invoke": seq_cpu_us, "paired_p50_added_pct": paired,
-                    "problems": problems[:20]})
+    results.update(
+        {
+            "sequential": seq,
+            "rps_rounds": rps,
+            "rps": mean_rps,
+            "server_cpu_us_per_invoke": mean_cpu,
+            "hook_in_process": hook,
+            "traces_in_process": traces,
+            "round_p50_ms": round_p50,
+            "sequential_server_cpu_us_per_invoke": seq_cpu_us,
+            "paired_p50_added_pct": paired,
+            "problems": problems[:20],
+        }
+    )
     rows = []
     for stat in ("p50_ms", "p90_ms", "p99_ms", "mean_ms"):
         on, off = float(seq["on"][stat]), float(seq["off"][stat])
         rows.append([f"sequential {stat[:-3]} (ms)", fmt(on), fmt(off), added(on, off)])
-    rows.append(["server CPU per invoke, sequential (µs)", fmt(seq_cpu_us["on"]), fmt(seq_cpu_us["off"]),
-                 added(seq_cpu_us["on"], seq_cpu_us["off"])])
-    rows.append([f"throughput c={args.concurrency} (req/s)", fmt(mean_rps["on"]), fmt(mean_rps["off"]),
-                 added(mean_rps["on"], mean_rps["off"])])
-    rows.append([f"server CPU per invoke, c={args.concurrency} (µs)", fmt(mean_cpu["on"]), fmt(mean_cpu["off"]),
-                 added(mean_cpu["on"], mean_cpu["off"])])
+    rows.append(
+        [
+            "server CPU per invoke, sequential (µs)",
+            fmt(seq_cpu_us["on"]),
+            fmt(seq_cpu_us["off"]),
+            added(seq_cpu_us["on"], seq_cpu_us["off"]),
+        ]
+    )
+    rows.append(
+        [
+            f"throughput c={args.concurrency} (req/s)",
+            fmt(mean_rps["on"]),
+            fmt(mean_rps["off"]),
+            added(mean_rps["on"], mean_rps["off"]),
+        ]
+    )
+    rows.append(
+        [
+            f"server CPU per invoke, c={args.concurrency} (µs)",
+            fmt(mean_cpu["on"]),
+            fmt(mean_cpu["off"]),
+            added(mean_cpu["on"], mean_cpu["off"]),
+        ]
+    )
     print()
-    print_table(f"Warm invoke with hooks on vs off ({args.memory} MB, {len(lats['on'])} sequential "
-                f"invokes each, {args.rounds} alternating rounds)",
-                ["measure", "hooks on", "hooks off", "added"], rows)
-    print(f"\nper-round p50 added (on vs off, interleaved request by request): {', '.join(f'{x:+.1f} %' for x in paired)}")
-    print(f"Metrics.observe in-process: {hook['observe_ns'] / 1000:.2f} µs per invocation "
-          f"({hook['observe_ns'] / 1e6 / float(seq['off']['p50_ms']) * 100:.1f} % of the hooks-off p50)")
+    print_table(
+        f"Warm invoke with hooks on vs off ({args.memory} MB, {len(lats['on'])} sequential "
+        f"invokes each, {args.rounds} alternating rounds)",
+        ["measure", "hooks on", "hooks off", "added"],
+        rows,
+    )
+    print(
+        f"\nper-round p50 added (on vs off, interleaved request by request): {', '.join(f'{x:+.1f} %' for x in paired)}"
+    )
+    print(
+        f"Metrics.observe in-process: {hook['observe_ns'] / 1000:.2f} µs per invocation "
+        f"({hook['observe_ns'] / 1e6 / float(seq['off']['p50_ms']) * 100:.1f} % of the hooks-off p50)"
+    )
     if traces is not None:
-        print(f"TraceRecorder in-process: record {traces['record_us']:.2f} µs on the event loop + "
-              f"flush {traces['flush_us']:.2f} µs of CPU per invocation on its thread")
-    print(f"target: hooks add ≤ 5 % to the warm invoke p50 — {'met' if paired_median <= 5 else 'NOT met'} "
-          f"(median of per-round differences {paired_median:+.1f} %)")
+        print(
+            f"TraceRecorder in-process: record {traces['record_us']:.2f} µs on the event loop + "
+            f"flush {traces['flush_us']:.2f} µs of CPU per invocation on its thread"
+        )
+    print(
+        f"target: hooks add ≤ 5 % to the warm invoke p50 — {'met' if paired_median <= 5 else 'NOT met'} "
+        f"(median of per-round differences {paired_median:+.1f} %)"
+    )
     if problems:
         print(f"\n{len(problems)} problems, e.g.:", *problems[:5], sep="\n  ")
     if args.breakdown:
@@ -316,12 +423,21 @@ def main(argv: list[str]) -> int:
         results["breakdown"] = parts
         base = parts["none"]
         print()
-        print_table(f"Which hook costs what: closed loop at concurrency {args.concurrency}, "
-                    f"{args.rounds} alternating rounds of {args.duration}s (medians)",
-                    ["hooks", "req/s", "vs none", "server CPU per invoke (µs)", "vs none"],
-                    [[mode, fmt(part["rps_median"]), added(part["rps_median"], base["rps_median"]),
-                      fmt(part["cpu_us_median"]), added(part["cpu_us_median"], base["cpu_us_median"])]
-                     for mode, part in parts.items()])
+        print_table(
+            f"Which hook costs what: closed loop at concurrency {args.concurrency}, "
+            f"{args.rounds} alternating rounds of {args.duration}s (medians)",
+            ["hooks", "req/s", "vs none", "server CPU per invoke (µs)", "vs none"],
+            [
+                [
+                    mode,
+                    fmt(part["rps_median"]),
+                    added(part["rps_median"], base["rps_median"]),
+                    fmt(part["cpu_us_median"]),
+                    added(part["cpu_us_median"], base["cpu_us_median"]),
+                ]
+                for mode, part in parts.items()
+            ],
+        )
     path = write_results("hooks_cost", results, argv)
     print(f"\nresults: {path}")
     return 0

@@ -27,8 +27,20 @@ from ember.observe.filter_pattern import compile_pattern
 from ember.observe.logs import LogStore
 
 GROUP = "/aws/lambda/bench-logs"
-WORDS = ["order", "payment", "shipping", "cart", "user", "session", "cache", "retry", "queue",
-         "batch", "item", "stock"]
+WORDS = [
+    "order",
+    "payment",
+    "shipping",
+    "cart",
+    "user",
+    "session",
+    "cache",
+    "retry",
+    "queue",
+    "batch",
+    "item",
+    "stock",
+]
 
 
 def invocation_lines(rng: random.Random, n: int) -> list[str]:
@@ -77,8 +89,11 @@ def logs_client(endpoint: str) -> Any:
     import botocore.config
 
     return boto3.client(
-        "logs", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="bench", aws_secret_access_key="bench",
+        "logs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
         config=botocore.config.Config(retries={"max_attempts": 0}, read_timeout=300),
     )
 
@@ -113,8 +128,10 @@ def main() -> None:
     server.data_dir.mkdir(parents=True, exist_ok=True)
     db = server.data_dir / "logs.sqlite3"
     took, lines = ingest(db, args.lines)
-    print(f"ingested {lines:,} lines in {took:.1f} s: {lines / took:,.0f} lines/s "
-          f"(database {db.stat().st_size / 1e6:,.0f} MB)")
+    print(
+        f"ingested {lines:,} lines in {took:.1f} s: {lines / took:,.0f} lines/s "
+        f"(database {db.stat().st_size / 1e6:,.0f} MB)"
+    )
 
     ten_minutes_ago = int(time.time() * 1000) - 600_000
     cases: list[tuple[str, str, int | None]] = [
@@ -140,10 +157,15 @@ def main() -> None:
                     seconds, found, pages = through_api(client, **params)
                     api_runs.append(seconds)
                 store_runs = [in_store(store, pattern, start) for _ in range(args.runs)]
-                rows.append([
-                    label, f"{found:,}", str(pages),
-                    f"{statistics.median(api_runs):.3f}", f"{statistics.median(store_runs):.3f}",
-                ])
+                rows.append(
+                    [
+                        label,
+                        f"{found:,}",
+                        str(pages),
+                        f"{statistics.median(api_runs):.3f}",
+                        f"{statistics.median(store_runs):.3f}",
+                    ]
+                )
         finally:
             store.close()
     print_table(

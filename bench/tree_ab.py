@@ -40,11 +40,25 @@ class TreeServer(EmberServer):
         env = dict(os.environ)
         if self.src:
             env["PYTHONPATH"] = self.src
-        argv = [sys.executable, "-m", "ember", "server", "--data-dir", str(self.data_dir),
-                "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "ember",
+            "server",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.root, preexec_fn=die_with_parent, env=env)
+            self.process = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.root,
+                preexec_fn=die_with_parent,
+                env=env,
+            )
         wait_http_ok(self.endpoint + "/health", self.process, timeout, "ember server", self.log)
 
 
@@ -74,7 +88,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--other-src", required=True, help="the other tree's src directory")
     p.add_argument("--n", type=int, default=1000, help="sequential invokes per round and server")
     p.add_argument("--rounds", type=int, default=6)
-    p.add_argument("--duration", type=float, default=3.0, help="seconds of load per server and round")
+    p.add_argument(
+        "--duration", type=float, default=3.0, help="seconds of load per server and round"
+    )
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--memory", type=int, default=1769)
     p.add_argument("--tail", action="store_true", help="ask for the log tail (LogType: Tail)")
@@ -106,8 +122,14 @@ def main(argv: list[str]) -> int:
             for key in keys if r % 2 == 0 else keys[::-1]:
                 server = servers[key]
                 assert server.process is not None
-                load = run_load(server.port, raw, args.concurrency, args.duration, warmup_s=0.5,
-                                server_pid=server.process.pid)
+                load = run_load(
+                    server.port,
+                    raw,
+                    args.concurrency,
+                    args.duration,
+                    warmup_s=0.5,
+                    server_pid=server.process.pid,
+                )
                 rps[key].append(load.rps)
                 if load.server_cpu_s is not None and load.ok:
                     cpu_us[key].append(load.server_cpu_s / load.ok * 1e6)
@@ -116,17 +138,25 @@ def main(argv: list[str]) -> int:
             server.stop()
             server.cleanup()
     diffs = [(a - b) / b * 100 for a, b in zip(p50["this"], p50["other"], strict=True)]
-    print(f"sequential p50, ms (rounds): this {[round(x, 3) for x in p50['this']]}"
-          f" other {[round(x, 3) for x in p50['other']]}")
-    print(f"sequential p50 medians: this {median(p50['this']):.3f} ms, other {median(p50['other']):.3f} ms;"
-          f" median of per-round differences {median(diffs):+.1f} %")
-    print(f"sequential server CPU per invoke, µs: this {median(seq_cpu['this']):.0f}"
-          f" {[round(x) for x in seq_cpu['this']]}, other {median(seq_cpu['other']):.0f}"
-          f" {[round(x) for x in seq_cpu['other']]}")
+    print(
+        f"sequential p50, ms (rounds): this {[round(x, 3) for x in p50['this']]}"
+        f" other {[round(x, 3) for x in p50['other']]}"
+    )
+    print(
+        f"sequential p50 medians: this {median(p50['this']):.3f} ms, other {median(p50['other']):.3f} ms;"
+        f" median of per-round differences {median(diffs):+.1f} %"
+    )
+    print(
+        f"sequential server CPU per invoke, µs: this {median(seq_cpu['this']):.0f}"
+        f" {[round(x) for x in seq_cpu['this']]}, other {median(seq_cpu['other']):.0f}"
+        f" {[round(x) for x in seq_cpu['other']]}"
+    )
     for key in keys:
-        print(f"concurrency {args.concurrency}, {key}: {median(rps[key]):,.0f} req/s,"
-              f" {median(cpu_us[key]):.0f} µs of server CPU per invoke"
-              f" (rounds: {[round(x) for x in cpu_us[key]]})")
+        print(
+            f"concurrency {args.concurrency}, {key}: {median(rps[key]):,.0f} req/s,"
+            f" {median(cpu_us[key]):.0f} µs of server CPU per invoke"
+            f" (rounds: {[round(x) for x in cpu_us[key]]})"
+        )
     return 0
 
 

@@ -43,7 +43,9 @@ async def health(request: Request) -> Response:
     return Response(b"ok")
 
 
-app = Starlette(routes=[
-    Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
-    Route("/health", health, methods=["GET"]),
-])
+app = Starlette(
+    routes=[
+        Route("/2015-03-31/functions/{name}/invocations", invoke, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+)

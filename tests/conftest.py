@@ -44,11 +44,19 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, "EMBER_DATA_DIR": str(self.data_dir), "EMBER_PORT": str(self.port), **self.extra_env}
+        env = {
+            **os.environ,
+            "EMBER_DATA_DIR": str(self.data_dir),
+            "EMBER_PORT": str(self.port),
+            **self.extra_env,
+        }
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ember", "server"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "ember", "server"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             preexec_fn=None if self.nofile is None else self._limit_nofile,
         )
         deadline = time.monotonic() + timeout
@@ -87,7 +95,11 @@ class LiveServer:
         return Credentials(profile["aws_access_key_id"], profile["aws_secret_access_key"])
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace")
+            if self.log_path and self.log_path.exists()
+            else ""
+        )
 
     def client(self, service: str = "lambda", validate: bool = True, **config: Any) -> Any:
         return boto3.client(
@@ -136,12 +148,22 @@ def make_zip(files: dict[str, str | bytes]) -> bytes:
 ROLE = "arn:aws:iam::000000000000:role/lambda-role"
 
 
-def create(lam: Any, name: str, code: str | dict[str, str | bytes], handler: str = "app.handler",
-           runtime: str = "python3.11", **kwargs: Any) -> dict[str, Any]:
+def create(
+    lam: Any,
+    name: str,
+    code: str | dict[str, str | bytes],
+    handler: str = "app.handler",
+    runtime: str = "python3.11",
+    **kwargs: Any,
+) -> dict[str, Any]:
     files = {"app.py": code} if isinstance(code, str) else code
     return dict(
         lam.create_function(
-            FunctionName=name, Runtime=runtime, Role=ROLE, Handler=handler,
-            Code={"ZipFile": make_zip(files)}, **kwargs,
+            FunctionName=name,
+            Runtime=runtime,
+            Role=ROLE,
+            Handler=handler,
+            Code={"ZipFile": make_zip(files)},
+            **kwargs,
         )
     )

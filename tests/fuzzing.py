@@ -1435,14 +1435,20 @@ class RawFuzzer:
                     "garbage request line",
                     b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40,
                 ),
-                ("http/2 version", b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+                (
+                    "http/2 version",
+                    b"GET / HTTP/2.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                ),
                 ("http/0.9", b"GET /health\r\n\r\n"),
                 (
                     "absolute form",
                     b"GET http://127.0.0.1/2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                     b"Connection: close\r\n\r\n",
                 ),
-                ("asterisk form", b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+                (
+                    "asterisk form",
+                    b"OPTIONS * HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                ),
                 (
                     "unknown method",
                     b"FUZZ /2015-03-31/functions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
@@ -1475,7 +1481,10 @@ class RawFuzzer:
                     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\r\n b\r\nConnection: close\r\n\r\n",
                 ),
                 ("bare lf", b"GET /health HTTP/1.1\nHost: 127.0.0.1\nConnection: close\n\n"),
-                ("pipelined garbage", b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE\r\n\r\n"),
+                (
+                    "pipelined garbage",
+                    b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGARBAGE\r\n\r\n",
+                ),
                 (
                     "long path",
                     b"GET /"

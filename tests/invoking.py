@@ -26,8 +26,13 @@ def unique(prefix: str = "fn") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def deploy(lam: Any, code: str | dict[str, str | bytes], prefix: str = "fn",
-           runtime: str = DEFAULT_RUNTIME, **kwargs: Any) -> str:
+def deploy(
+    lam: Any,
+    code: str | dict[str, str | bytes],
+    prefix: str = "fn",
+    runtime: str = DEFAULT_RUNTIME,
+    **kwargs: Any,
+) -> str:
     """Create a function with a fresh name; returns the name."""
     name = unique(prefix)
     create(lam, name, code, runtime=runtime, **kwargs)
@@ -91,13 +96,29 @@ def ok(lam: Any, name: str, event: Any = None, **kwargs: Any) -> Any:
     return result.payload
 
 
-def public_url(lam: Any, name: str, cors: dict[str, Any] | None = None, qualifier: str | None = None) -> str:
+def public_url(
+    lam: Any, name: str, cors: dict[str, Any] | None = None, qualifier: str | None = None
+) -> str:
     """A function URL anyone may call (AuthType NONE and the two statements AWS's console adds)."""
     extra: dict[str, Any] = {"Qualifier": qualifier} if qualifier else {}
     config = {"Cors": cors} if cors is not None else {}
-    url: str = lam.create_function_url_config(FunctionName=name, AuthType="NONE", **config, **extra)["FunctionUrl"]
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess", Principal="*",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE", **extra)
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLInvokeAllowPublicAccess",
-                       Principal="*", Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True, **extra)
+    url: str = lam.create_function_url_config(
+        FunctionName=name, AuthType="NONE", **config, **extra
+    )["FunctionUrl"]
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="FunctionURLAllowPublicAccess",
+        Principal="*",
+        Action="lambda:InvokeFunctionUrl",
+        FunctionUrlAuthType="NONE",
+        **extra,
+    )
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="FunctionURLInvokeAllowPublicAccess",
+        Principal="*",
+        Action="lambda:InvokeFunction",
+        InvokedViaFunctionUrl=True,
+        **extra,
+    )
     return url

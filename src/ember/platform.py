@@ -79,7 +79,10 @@ class Platform:
         self.functions = FunctionService(settings, self.store, self.packages, self.runtimes)
         # Log and trace rows are stored by a writer process, off the event loop's GIL.
         self.store_writer = StoreWriter(
-            {"logs": settings.data_dir / "logs.sqlite3", "traces": settings.data_dir / "traces.sqlite3"}
+            {
+                "logs": settings.data_dir / "logs.sqlite3",
+                "traces": settings.data_dir / "traces.sqlite3",
+            }
         )
         self.logs = LogStore(settings.data_dir / "logs.sqlite3", writer=self.store_writer)
         self.api_socket = settings.data_dir / "api.sock"
@@ -106,7 +109,9 @@ class Platform:
             self.functions,
             self.pool,
             self.logs,
-            ConcurrencyLimiter(settings.limits.account_concurrency, settings.limits.min_unreserved_concurrency),
+            ConcurrencyLimiter(
+                settings.limits.account_concurrency, settings.limits.min_unreserved_concurrency
+            ),
             settings.region,
         )
         self.traces = TraceRecorder(
@@ -116,7 +121,9 @@ class Platform:
         if settings.hooks:
             self.invoker.hooks.append(self.traces.record)
         self.versions = VersionService(self.functions, self.store)
-        self.concurrency = ConcurrencyControls(self.functions, self.store, self.invoker.limiter, self.pool)
+        self.concurrency = ConcurrencyControls(
+            self.functions, self.store, self.invoker.limiter, self.pool
+        )
         self.event_configs = EventConfigService(self.functions, self.store)
         self.policies = PolicyService(self.functions, self.store)
         self.tags = TagService(self.functions, self.store)

@@ -46,7 +46,9 @@ def _probe_python(candidate: str) -> Runtime | None:
 def _python_candidates(minor: str) -> list[str]:
     found: list[str] = []
     pyenv_root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
-    found.extend(sorted(glob.glob(f"{pyenv_root}/versions/{minor}.*/bin/python{minor}"), reverse=True))
+    found.extend(
+        sorted(glob.glob(f"{pyenv_root}/versions/{minor}.*/bin/python{minor}"), reverse=True)
+    )
     for directory in ("/usr/local/bin", "/usr/bin"):
         path = f"{directory}/python{minor}"
         if os.path.exists(path):

@@ -45,7 +45,9 @@ class Settings:
     account_id: str = "000000000000"
     idle_timeout_s: float = 600.0
     sandbox_pool: int = 2  # blank sandboxes kept ready per runtime
-    tmp_storage: str = "disk"  # each sandbox's /tmp: "disk" (a file system of its own) or "memory" (a tmpfs)
+    tmp_storage: str = (
+        "disk"  # each sandbox's /tmp: "disk" (a file system of its own) or "memory" (a tmpfs)
+    )
     freeze_delay_s: float = 0.005  # idle instances are frozen this long after an invocation
     async_concurrency: int = 64  # asynchronous invocations running at once (within the account's)
     async_retry_base_s: float = 60.0  # retry n waits n x this (Lambda: about 1, then 2 minutes)

@@ -26,8 +26,15 @@ def queue_stats(server: LiveServer) -> dict[str, dict[str, Any]]:
 
 
 def function_stats(server: LiveServer, name: str) -> dict[str, Any]:
-    empty = {"queued": 0, "oldest_age_s": 0.0, "in_flight": 0, "retries": 0, "failures": 0,
-             "expired": 0, "succeeded": 0}
+    empty = {
+        "queued": 0,
+        "oldest_age_s": 0.0,
+        "in_flight": 0,
+        "retries": 0,
+        "failures": 0,
+        "expired": 0,
+        "succeeded": 0,
+    }
     return queue_stats(server).get(name, empty)
 
 
@@ -58,8 +65,9 @@ def report_ids(messages: list[str]) -> list[str]:
     return [m[1] for m in map(REQUEST_ID.match, messages) if m]
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
-             interval: float = 0.05) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.05
+) -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: T | None = None
@@ -74,4 +82,6 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0,
 def marked(data_dir: Path, function: str, marker: str) -> list[str]:
     """The rest of each log line of `function` that starts with `marker` (what the handler
     printed after it)."""
-    return [m[len(marker):].strip() for m in log_messages(data_dir, function) if m.startswith(marker)]
+    return [
+        m[len(marker) :].strip() for m in log_messages(data_dir, function) if m.startswith(marker)
+    ]

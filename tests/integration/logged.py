@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ember.cli.logs import is_platform, keep_platform_marks
 from invoking import deploy, invoke
 
-CODE = '''
+CODE = """
 import json, logging
 logger = logging.getLogger()
 logger.setLevel(logging.INFO)
@@ -31,7 +31,7 @@ def handler(event, context):
     print(json.dumps({"level": "ERROR" if event.get("fail") else "INFO", "latency": n * 100,
                       "order": {"id": n}, "tags": ["t%s" % n]}))
     return n
-'''
+"""
 
 # n=1 plain, n=2 with a warning, n=3 with an error
 EVENTS: list[dict[str, Any]] = [{"n": 1}, {"n": 2, "warn": True}, {"n": 3, "fail": True}]

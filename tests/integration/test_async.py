@@ -84,7 +84,9 @@ def client_error(call: Any, **params: Any) -> tuple[int, str]:
 
 
 def send_event(lam: Any, name: str, event: Any, **kwargs: Any) -> None:
-    response = lam.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event), **kwargs)
+    response = lam.invoke(
+        FunctionName=name, InvocationType="Event", Payload=json.dumps(event), **kwargs
+    )
     assert response["StatusCode"] == 202
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert response["Payload"].read() == b""  # AWS sends no body with a 202
@@ -94,11 +96,12 @@ def records(server: LiveServer, destination: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in marked(server.data_dir, destination, "RECORD ")]
 
 
-def wait_for_records(server: LiveServer, destination: str, count: int = 1,
-                     timeout: float = 30.0) -> list[dict[str, Any]]:
+def wait_for_records(
+    server: LiveServer, destination: str, count: int = 1, timeout: float = 30.0
+) -> list[dict[str, Any]]:
     return wait_for(
         f"{count} invocation record(s) at {destination}",
-        lambda: (found if len(found := records(server, destination)) >= count else None),
+        lambda: found if len(found := records(server, destination)) >= count else None,
         timeout,
     )
 
@@ -166,8 +169,9 @@ def expiring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Expiring]:
         )
         blocked_event = {"order": "never-started", "id": str(uuid.uuid4())}
         send_event(lam, blocked, blocked_event)
-        yield Expiring(live, function, destination, event, sent_at,
-                       blocked, blocked_destination, blocked_event)
+        yield Expiring(
+            live, function, destination, event, sent_at, blocked, blocked_destination, blocked_event
+        )
     finally:
         live.stop()
 
@@ -179,8 +183,10 @@ def test_event_is_retried_until_it_succeeds(lam: Any, aserver: LiveServer) -> No
     name = deploy(lam, FAILS_TWICE, "fails-twice")
     send_event(lam, name, {"order": 1})
 
-    stats = wait_for("the event to succeed",
-                     lambda: (s if (s := function_stats(aserver, name))["succeeded"] else None))
+    stats = wait_for(
+        "the event to succeed",
+        lambda: s if (s := function_stats(aserver, name))["succeeded"] else None,
+    )
     assert stats["retries"] == 2
     assert stats["failures"] == 0 and stats["expired"] == 0
     assert stats["queued"] == 0 and stats["in_flight"] == 0
@@ -197,16 +203,31 @@ def test_event_is_retried_until_it_succeeds(lam: Any, aserver: LiveServer) -> No
     # The same figures through the CLI.
     out = subprocess.run(
         [sys.executable, "-m", "ember", "queue", "--json", "--endpoint", aserver.endpoint],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     row = json.loads(out.stdout)[name]
     assert row["succeeded"] == 1 and row["retries"] == 2 and row["failures"] == 0
     table = subprocess.run(
         [sys.executable, "-m", "ember", "queue", "--endpoint", aserver.endpoint],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert name in table.stdout  # piped: laid out wide, nothing shortened
-    for header in ("function", "queued", "oldest", "in-flight", "succeeded", "retries", "failed", "expired"):
+    for header in (
+        "function",
+        "queued",
+        "oldest",
+        "in-flight",
+        "succeeded",
+        "retries",
+        "failed",
+        "expired",
+    ):
         assert header in table.stdout
 
 
@@ -248,8 +269,10 @@ def test_retries_exhausted_go_to_the_on_failure_destination(lam: Any, aserver: L
     assert stats["failures"] == 1 and stats["retries"] == 1 and stats["succeeded"] == 0
     assert stats["queued"] == 0
     # The destination's delivery is itself an asynchronous invocation that succeeded.
-    wait_for("the destination's delivery to be counted",
-             lambda: function_stats(aserver, destination)["succeeded"] == 1)
+    wait_for(
+        "the destination's delivery to be counted",
+        lambda: function_stats(aserver, destination)["succeeded"] == 1,
+    )
 
 
 def test_success_goes_to_the_on_success_destination(lam: Any, aserver: LiveServer) -> None:
@@ -279,12 +302,17 @@ def test_success_goes_to_the_on_success_destination(lam: Any, aserver: LiveServe
 
 def test_timeouts_and_runtime_exits_are_failed_attempts_too(lam: Any, aserver: LiveServer) -> None:
     destination = deploy(lam, RECORDER, "crash-dest")
-    sleeper = deploy(lam, "import time\n\ndef handler(event, context):\n    time.sleep(5)\n",
-                     "times-out", Timeout=1)
+    sleeper = deploy(
+        lam,
+        "import time\n\ndef handler(event, context):\n    time.sleep(5)\n",
+        "times-out",
+        Timeout=1,
+    )
     exits = deploy(lam, "import os\n\ndef handler(event, context):\n    os._exit(3)\n", "exits")
     for name in (sleeper, exits):
         lam.put_function_event_invoke_config(
-            FunctionName=name, MaximumRetryAttempts=1,
+            FunctionName=name,
+            MaximumRetryAttempts=1,
             DestinationConfig={"OnFailure": {"Destination": ACCOUNT_ARN + destination}},
         )
         send_event(lam, name, {"kind": name})
@@ -313,14 +341,19 @@ def test_on_failure_is_not_used_on_success_and_on_success_not_on_failure(
         "OnFailure": {"Destination": ACCOUNT_ARN + destination},
     }
     for name in (good, bad):
-        lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0,
-                                             DestinationConfig=both)
+        lam.put_function_event_invoke_config(
+            FunctionName=name, MaximumRetryAttempts=0, DestinationConfig=both
+        )
     send_event(lam, good, {"name": "a", "items": []})
     send_event(lam, bad, {"order": 7})
     found = wait_for_records(aserver, destination, 2)
-    by_function = {r["requestContext"]["functionArn"]: r["requestContext"]["condition"] for r in found}
-    assert by_function == {f"{ACCOUNT_ARN}{good}:$LATEST": "Success",
-                           f"{ACCOUNT_ARN}{bad}:$LATEST": "RetriesExhausted"}
+    by_function = {
+        r["requestContext"]["functionArn"]: r["requestContext"]["condition"] for r in found
+    }
+    assert by_function == {
+        f"{ACCOUNT_ARN}{good}:$LATEST": "Success",
+        f"{ACCOUNT_ARN}{bad}:$LATEST": "RetriesExhausted",
+    }
     assert len(report_ids(log_messages(aserver.data_dir, bad))) == 1  # MaximumRetryAttempts=0
 
 
@@ -335,8 +368,9 @@ def test_event_payload_over_1_mb_is_413(lam: Any, aserver: LiveServer) -> None:
         return b'{"id": "big", "pad": "' + b"x" * (size - 24) + b'"}'
 
     assert len(payload(limit + 1)) == limit + 1
-    status, code = client_error(lam.invoke, FunctionName=name, InvocationType="Event",
-                                Payload=payload(limit + 1))
+    status, code = client_error(
+        lam.invoke, FunctionName=name, InvocationType="Event", Payload=payload(limit + 1)
+    )
     assert (status, code) == (413, "RequestEntityTooLargeException")
     # Exactly 1 MB is accepted and runs.
     response = lam.invoke(FunctionName=name, InvocationType="Event", Payload=payload(limit))
@@ -353,15 +387,17 @@ def test_event_202_has_an_empty_body(lam: Any) -> None:
 
 
 def test_event_to_a_missing_function_is_404(lam: Any) -> None:
-    status, code = client_error(lam.invoke, FunctionName=unique("missing"), InvocationType="Event",
-                                Payload=b"{}")
+    status, code = client_error(
+        lam.invoke, FunctionName=unique("missing"), InvocationType="Event", Payload=b"{}"
+    )
     assert (status, code) == (404, "ResourceNotFoundException")
 
 
 def test_event_with_invalid_json_is_400(lam: Any) -> None:
     name = deploy(lam, MARKER, "badjson")
-    status, code = client_error(lam.invoke, FunctionName=name, InvocationType="Event",
-                                Payload=b"{not json")
+    status, code = client_error(
+        lam.invoke, FunctionName=name, InvocationType="Event", Payload=b"{not json"
+    )
     assert (status, code) == (400, "InvalidRequestContentException")
 
 
@@ -376,7 +412,10 @@ def test_event_invoke_config_put_update_get_list_delete(lam: Any) -> None:
 
     status, code = client_error(lam.get_function_event_invoke_config, FunctionName=name)
     assert (status, code) == (404, "ResourceNotFoundException")
-    assert lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"] == []
+    assert (
+        lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]
+        == []
+    )
 
     put = lam.put_function_event_invoke_config(
         FunctionName=name,
@@ -391,7 +430,12 @@ def test_event_invoke_config_put_update_get_list_delete(lam: Any) -> None:
     assert put["LastModified"]  # a timestamp, parsed by botocore
 
     got = lam.get_function_event_invoke_config(FunctionName=name)
-    for key in ("FunctionArn", "MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig"):
+    for key in (
+        "FunctionArn",
+        "MaximumRetryAttempts",
+        "MaximumEventAgeInSeconds",
+        "DestinationConfig",
+    ):
         assert got[key] == put[key]
 
     # Update merges: only what is given changes.
@@ -428,46 +472,68 @@ def test_event_invoke_config_put_update_get_list_delete(lam: Any) -> None:
     assert (status, code) == (404, "ResourceNotFoundException")
     status, code = client_error(lam.delete_function_event_invoke_config, FunctionName=name)
     assert (status, code) == (404, "ResourceNotFoundException")
-    assert lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"] == []
+    assert (
+        lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]
+        == []
+    )
 
 
 def test_event_invoke_config_of_a_missing_function_is_404(lam: Any) -> None:
-    status, code = client_error(lam.put_function_event_invoke_config,
-                                FunctionName=unique("nofn"), MaximumRetryAttempts=1)
+    status, code = client_error(
+        lam.put_function_event_invoke_config, FunctionName=unique("nofn"), MaximumRetryAttempts=1
+    )
     assert (status, code) == (404, "ResourceNotFoundException")
 
 
 def test_update_without_a_config_is_404(lam: Any) -> None:
     name = deploy(lam, SUCCEEDS, "update-none")
-    status, code = client_error(lam.update_function_event_invoke_config, FunctionName=name,
-                                MaximumRetryAttempts=1)
+    status, code = client_error(
+        lam.update_function_event_invoke_config, FunctionName=name, MaximumRetryAttempts=1
+    )
     assert (status, code) == (404, "ResourceNotFoundException")
 
 
 def test_event_invoke_config_is_validated(aserver: LiveServer, lam: Any) -> None:
     raw = aserver.client("lambda", validate=False)
     name = deploy(lam, SUCCEEDS, "validated")
-    for bad in ({"MaximumRetryAttempts": 3}, {"MaximumRetryAttempts": -1},
-                {"MaximumEventAgeInSeconds": 59}, {"MaximumEventAgeInSeconds": 21601}):
+    for bad in (
+        {"MaximumRetryAttempts": 3},
+        {"MaximumRetryAttempts": -1},
+        {"MaximumEventAgeInSeconds": 59},
+        {"MaximumEventAgeInSeconds": 21601},
+    ):
         status, _ = client_error(raw.put_function_event_invoke_config, FunctionName=name, **bad)
         assert status == 400, bad
         lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=2)
         status, _ = client_error(raw.update_function_event_invoke_config, FunctionName=name, **bad)
         assert status == 400, bad
-    for edge in ({"MaximumRetryAttempts": 0}, {"MaximumRetryAttempts": 2},
-                 {"MaximumEventAgeInSeconds": 60}, {"MaximumEventAgeInSeconds": 21600}):
+    for edge in (
+        {"MaximumRetryAttempts": 0},
+        {"MaximumRetryAttempts": 2},
+        {"MaximumEventAgeInSeconds": 60},
+        {"MaximumEventAgeInSeconds": 21600},
+    ):
         lam.put_function_event_invoke_config(FunctionName=name, **edge)
 
     sqs = "arn:aws:sqs:us-east-1:000000000000:failures"
-    status, code = client_error(raw.put_function_event_invoke_config, FunctionName=name,
-                                DestinationConfig={"OnFailure": {"Destination": sqs}})
-    assert (status, code) == (400, "InvalidParameterValueException")
-    status, code = client_error(raw.update_function_event_invoke_config, FunctionName=name,
-                                DestinationConfig={"OnSuccess": {"Destination": sqs}})
+    status, code = client_error(
+        raw.put_function_event_invoke_config,
+        FunctionName=name,
+        DestinationConfig={"OnFailure": {"Destination": sqs}},
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     status, code = client_error(
-        raw.put_function_event_invoke_config, FunctionName=name,
-        DestinationConfig={"OnFailure": {"Destination": "arn:aws:lambda:eu-west-1:111111111111:function:x"}},
+        raw.update_function_event_invoke_config,
+        FunctionName=name,
+        DestinationConfig={"OnSuccess": {"Destination": sqs}},
+    )
+    assert (status, code) == (400, "InvalidParameterValueException")
+    status, code = client_error(
+        raw.put_function_event_invoke_config,
+        FunctionName=name,
+        DestinationConfig={
+            "OnFailure": {"Destination": "arn:aws:lambda:eu-west-1:111111111111:function:x"}
+        },
     )
     assert (status, code) == (400, "InvalidParameterValueException")
     # Nothing invalid was stored.
@@ -483,11 +549,19 @@ def test_deleting_the_function_deletes_its_event_invoke_configs(lam: Any) -> Non
     status, _ = client_error(lam.get_function_event_invoke_config, FunctionName=name)
     assert status == 404
     # A new function of the same name starts without it.
-    lam.create_function(FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
-                        Code={"ZipFile": make_zip({"app.py": SUCCEEDS})})
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SUCCEEDS})},
+    )
     status, code = client_error(lam.get_function_event_invoke_config, FunctionName=name)
     assert (status, code) == (404, "ResourceNotFoundException")
-    assert lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"] == []
+    assert (
+        lam.list_function_event_invoke_configs(FunctionName=name)["FunctionEventInvokeConfigs"]
+        == []
+    )
 
 
 # -- DeadLetterConfig ---------------------------------------------------------------------------
@@ -498,35 +572,60 @@ def test_dead_letter_config_is_stored_and_validated(lam: Any, aserver: LiveServe
     sns = "arn:aws:sns:us-east-1:000000000000:dead-letters"
     name = unique("dlq")
     created = lam.create_function(
-        FunctionName=name, Runtime="python3.12", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": SUCCEEDS})}, DeadLetterConfig={"TargetArn": sqs},
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": SUCCEEDS})},
+        DeadLetterConfig={"TargetArn": sqs},
     )
     assert created["DeadLetterConfig"] == {"TargetArn": sqs}
-    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {"TargetArn": sqs}
-    assert lam.get_function(FunctionName=name)["Configuration"]["DeadLetterConfig"] == {"TargetArn": sqs}
+    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {
+        "TargetArn": sqs
+    }
+    assert lam.get_function(FunctionName=name)["Configuration"]["DeadLetterConfig"] == {
+        "TargetArn": sqs
+    }
 
-    updated = lam.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": sns})
+    updated = lam.update_function_configuration(
+        FunctionName=name, DeadLetterConfig={"TargetArn": sns}
+    )
     assert updated["DeadLetterConfig"] == {"TargetArn": sns}
-    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {"TargetArn": sns}
+    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {
+        "TargetArn": sns
+    }
 
     # ARNs of other services are refused by Lambda's own check; what is not an ARN at all
     # already fails the model's pattern (ValidationException), as on AWS.
-    for bad, error in (("arn:aws:s3:::a-bucket", "InvalidParameterValueException"),
-                       (f"{ACCOUNT_ARN}{name}", "InvalidParameterValueException"),
-                       ("not-an-arn", "ValidationException")):
-        status, code = client_error(lam.update_function_configuration, FunctionName=name,
-                                    DeadLetterConfig={"TargetArn": bad})
-        assert (status, code) == (400, error), bad
+    for bad, error in (
+        ("arn:aws:s3:::a-bucket", "InvalidParameterValueException"),
+        (f"{ACCOUNT_ARN}{name}", "InvalidParameterValueException"),
+        ("not-an-arn", "ValidationException"),
+    ):
         status, code = client_error(
-            lam.create_function, FunctionName=unique("dlq-bad"), Runtime="python3.12", Role=ROLE,
-            Handler="app.handler", Code={"ZipFile": make_zip({"app.py": SUCCEEDS})},
+            lam.update_function_configuration,
+            FunctionName=name,
             DeadLetterConfig={"TargetArn": bad},
         )
         assert (status, code) == (400, error), bad
-    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {"TargetArn": sns}
+        status, code = client_error(
+            lam.create_function,
+            FunctionName=unique("dlq-bad"),
+            Runtime="python3.12",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip({"app.py": SUCCEEDS})},
+            DeadLetterConfig={"TargetArn": bad},
+        )
+        assert (status, code) == (400, error), bad
+    assert lam.get_function_configuration(FunctionName=name)["DeadLetterConfig"] == {
+        "TargetArn": sns
+    }
 
     # An empty TargetArn removes it, as on AWS.
-    cleared = lam.update_function_configuration(FunctionName=name, DeadLetterConfig={"TargetArn": ""})
+    cleared = lam.update_function_configuration(
+        FunctionName=name, DeadLetterConfig={"TargetArn": ""}
+    )
     assert not (cleared.get("DeadLetterConfig") or {}).get("TargetArn")
     # The function still runs.
     assert ok(lam, name, {"name": "x", "items": []}) == {"greeting": "Hello, x", "count": 0}
@@ -535,7 +634,9 @@ def test_dead_letter_config_is_stored_and_validated(lam: Any, aserver: LiveServe
 # -- scheduling: fairness and throttling --------------------------------------------------------
 
 
-def _send_many(server: LiveServer, name: str, events: list[dict[str, Any]], threads: int = 8) -> None:
+def _send_many(
+    server: LiveServer, name: str, events: list[dict[str, Any]], threads: int = 8
+) -> None:
     def send(chunk: list[dict[str, Any]]) -> None:
         lam = server.client("lambda")
         for event in chunk:
@@ -546,7 +647,9 @@ def _send_many(server: LiveServer, name: str, events: list[dict[str, Any]], thre
         list(pool.map(send, chunks))
 
 
-def test_one_backlog_does_not_starve_another_function(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_one_backlog_does_not_starve_another_function(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     live = started(tmp_path_factory, EMBER_ASYNC_CONCURRENCY="2", EMBER_ASYNC_RETRY_BASE="0.2")
     try:
         lam = live.client("lambda")
@@ -568,15 +671,20 @@ def test_one_backlog_does_not_starve_another_function(tmp_path_factory: pytest.T
         assert sorted(marked(live.data_dir, quiet, "RAN ")) == [f"b{i}" for i in range(5)]
 
         # The backlog drains in the end, every event once.
-        wait_for("the busy function's 300 events",
-                 lambda: function_stats(live, busy)["succeeded"] == 300, timeout=60)
+        wait_for(
+            "the busy function's 300 events",
+            lambda: function_stats(live, busy)["succeeded"] == 300,
+            timeout=60,
+        )
         ran = Counter(marked(live.data_dir, busy, "RAN "))
         assert len(ran) == 300 and set(ran.values()) == {1}
     finally:
         live.stop()
 
 
-def test_throttled_events_wait_and_are_not_dropped(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_throttled_events_wait_and_are_not_dropped(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     live = started(tmp_path_factory, EMBER_CONCURRENCY="1", EMBER_ASYNC_RETRY_BASE="0.2")
     try:
         lam = live.client("lambda")
@@ -589,9 +697,11 @@ def test_throttled_events_wait_and_are_not_dropped(tmp_path_factory: pytest.Temp
         except ClientError as exc:
             assert exc.response["Error"]["Code"] == "TooManyRequestsException"
 
-        stats = wait_for("20 throttled events to run",
-                         lambda: (s if (s := function_stats(live, name))["succeeded"] == 20 else None),
-                         timeout=60)
+        stats = wait_for(
+            "20 throttled events to run",
+            lambda: s if (s := function_stats(live, name))["succeeded"] == 20 else None,
+            timeout=60,
+        )
         assert stats["failures"] == 0 and stats["expired"] == 0
         assert stats["retries"] == 0  # waiting for capacity is not a failed attempt
         ran = Counter(marked(live.data_dir, name, "RAN "))

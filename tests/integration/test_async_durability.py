@@ -38,8 +38,12 @@ SENDERS = 8
 
 
 def _event_request(conn: http.client.HTTPConnection, name: str, body: bytes) -> int:
-    conn.request("POST", f"/2015-03-31/functions/{name}/invocations", body=body,
-                 headers={"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"})
+    conn.request(
+        "POST",
+        f"/2015-03-31/functions/{name}/invocations",
+        body=body,
+        headers={"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     response.read()
     return response.status
@@ -51,14 +55,21 @@ def _process_tree(root: int) -> dict[int, str]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
     found: dict[int, str] = {}
     todo = [pid for pid, parent in parents.items() if parent == root]
     while todo:
         pid = todo.pop()
         with contextlib.suppress(OSError):
-            found[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                          .decode(errors="replace").strip())
+            found[pid] = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+                .strip()
+            )
         todo.extend(p for p, parent in parents.items() if parent == pid)
     return found
 
@@ -69,10 +80,18 @@ def _alive(pids: dict[int, str]) -> dict[int, str]:
     for pid, cmd in pids.items():
         try:
             status = Path(f"/proc/{pid}/status").read_text()
-            now = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            now = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+                .strip()
+            )
         except OSError:
             continue
-        state = next((line.split()[1] for line in status.splitlines() if line.startswith("State:")), "?")
+        state = next(
+            (line.split()[1] for line in status.splitlines() if line.startswith("State:")), "?"
+        )
         if state != "Z" and now == cmd:
             alive[pid] = cmd
     return alive
@@ -136,15 +155,20 @@ def test_sigkill_in_the_middle_of_a_burst_loses_nothing(
             return ran if accepted_ids <= set(ran) else None
 
         try:
-            ran = wait_for("every accepted event to run after the restart", all_ran, timeout=120,
-                           interval=0.25)
+            ran = wait_for(
+                "every accepted event to run after the restart", all_ran, timeout=120, interval=0.25
+            )
         except AssertionError:
             ran = Counter(marked(live.data_dir, name, "RAN "))
             missing = sorted(accepted_ids - set(ran))
-            raise AssertionError(f"{len(missing)} accepted events never ran, e.g. {missing[:10]}"
-                                 f"\n{live.log()[-3000:]}") from None
-        wait_for("the queue to drain",
-                 lambda: (s := function_stats(live, name))["queued"] == 0 and s["in_flight"] == 0)
+            raise AssertionError(
+                f"{len(missing)} accepted events never ran, e.g. {missing[:10]}"
+                f"\n{live.log()[-3000:]}"
+            ) from None
+        wait_for(
+            "the queue to drain",
+            lambda: (s := function_stats(live, name))["queued"] == 0 and s["in_flight"] == 0,
+        )
 
         twice = {i: c for i, c in ran.items() if c > 1}
         unanswered_but_ran = set(ran) - accepted_ids  # in flight when the server died
@@ -222,8 +246,10 @@ def test_disk_full_during_enqueue_is_an_error_never_a_202(small_disk: Path) -> N
         # Space again: events are accepted and run; the refused ones never do.
         filler.unlink()
         assert _event_request(conn, name, json.dumps({"id": "after", "pad": pad}).encode()) == 202
-        wait_for("the event after the disk was freed to run",
-                 lambda: "after" in marked(live.data_dir, name, "RAN "))
+        wait_for(
+            "the event after the disk was freed to run",
+            lambda: "after" in marked(live.data_dir, name, "RAN "),
+        )
         ran = marked(live.data_dir, name, "RAN ")
         assert not [i for i in ran if i.startswith("full")], ran
         conn.close()

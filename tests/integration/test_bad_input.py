@@ -344,8 +344,11 @@ def test_refused_uploads_leave_no_memory_behind(lam_raw: Any, server: LiveServer
     for _ in range(6):
         status, code, _ = refused(
             lambda: lam_raw.create_function(
-                FunctionName=unique("junkzip"), Runtime="python3.12", Handler="app.handler",
-                Role=ROLE, Code={"ZipFile": junk},
+                FunctionName=unique("junkzip"),
+                Runtime="python3.12",
+                Handler="app.handler",
+                Role=ROLE,
+                Code={"ZipFile": junk},
             )
         )
         assert (status, code) == (400, "InvalidParameterValueException")

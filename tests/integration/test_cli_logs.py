@@ -16,7 +16,9 @@ from logged import LoggedFunction, deploy_logged, wait_for, wait_for_report
 from conftest import LiveServer
 from invoking import invoke
 
-HEADER = re.compile(r"^── \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · ([0-9a-f-]{36}) · \[\$LATEST\][0-9a-f]{32}")
+HEADER = re.compile(
+    r"^── \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · ([0-9a-f-]{36}) · \[\$LATEST\][0-9a-f]{32}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +26,15 @@ def logged(server: LiveServer) -> LoggedFunction:
     return deploy_logged(server.client("lambda"), server.client("logs"), prefix="cli-logs")
 
 
-def ember_logs(server: LiveServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def ember_logs(
+    server: LiveServer, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ember", "logs", *args, "--endpoint", server.endpoint],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
         env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -45,7 +52,9 @@ def blocks(output: str) -> dict[str, list[str]]:
     return found
 
 
-def test_ember_logs_shows_each_invocation_as_a_block(server: LiveServer, logged: LoggedFunction) -> None:
+def test_ember_logs_shows_each_invocation_as_a_block(
+    server: LiveServer, logged: LoggedFunction
+) -> None:
     done = ember_logs(server, logged.name)
     assert done.returncode == 0, done.stderr
     grouped = blocks(done.stdout)
@@ -86,7 +95,9 @@ def test_request_id_shows_just_that_invocation(server: LiveServer, logged: Logge
     assert "INIT_START" in cold.stdout and "cold start: module loaded" in cold.stdout
     assert "hello 2 from print" not in cold.stdout
 
-    missing = ember_logs(server, logged.name, "--request-id", "00000000-0000-0000-0000-000000000000")
+    missing = ember_logs(
+        server, logged.name, "--request-id", "00000000-0000-0000-0000-000000000000"
+    )
     assert missing.returncode == 1
     assert "no invocation" in missing.stderr
 
@@ -99,7 +110,10 @@ def test_filter_shows_matching_lines(server: LiveServer, logged: LoggedFunction)
     assert "running low healthcheck" in lines[0] and "payment failed for order 3" in lines[1]
     assert "[$LATEST]" in lines[0]  # the stream is shown with each line
     json_filter = ember_logs(server, logged.name, "--filter", "{ $.latency >= 200 }")
-    assert [line.split('"order": {"id": ')[1][0] for line in json_filter.stdout.splitlines()] == ["2", "3"]
+    assert [line.split('"order": {"id": ')[1][0] for line in json_filter.stdout.splitlines()] == [
+        "2",
+        "3",
+    ]
     bad = ember_logs(server, logged.name, "--filter", "{ $.x > y }")
     assert bad.returncode == 1 and "InvalidParameterException" not in bad.stdout
     assert "Invalid filter pattern" in bad.stderr
@@ -130,7 +144,10 @@ def test_unknown_function_and_unreachable_endpoint(server: LiveServer) -> None:
     assert "no logs for never-deployed-function" in done.stderr
     unreachable = subprocess.run(
         [sys.executable, "-m", "ember", "logs", "x", "--endpoint", "http://127.0.0.1:9"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert unreachable.returncode == 1 and "cannot reach Ember" in unreachable.stderr
 
@@ -138,9 +155,21 @@ def test_unknown_function_and_unreachable_endpoint(server: LiveServer) -> None:
 def test_follow_prints_new_invocations(server: LiveServer, logged: LoggedFunction) -> None:
     lam: Any = server.client("lambda")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ember", "logs", logged.name, "--follow", "--interval", "0.2",
-         "--endpoint", server.endpoint],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ember",
+            "logs",
+            logged.name,
+            "--follow",
+            "--interval",
+            "0.2",
+            "--endpoint",
+            server.endpoint,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     lines: list[str] = []
 
@@ -151,12 +180,18 @@ def test_follow_prints_new_invocations(server: LiveServer, logged: LoggedFunctio
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        wait_for(lambda: any(f"REPORT RequestId: {logged.request_ids[-1]}" in line for line in lines),
-                 timeout=20, what="the existing invocations")
+        wait_for(
+            lambda: any(f"REPORT RequestId: {logged.request_ids[-1]}" in line for line in lines),
+            timeout=20,
+            what="the existing invocations",
+        )
         result = invoke(lam, logged.name, {"n": 7})
         wait_for_report(server.client("logs"), logged.group, result.request_id)
-        wait_for(lambda: any(f"REPORT RequestId: {result.request_id}" in line for line in lines),
-                 timeout=20, what="the new invocation in `ember logs --follow`")
+        wait_for(
+            lambda: any(f"REPORT RequestId: {result.request_id}" in line for line in lines),
+            timeout=20,
+            what="the new invocation in `ember logs --follow`",
+        )
         output = "".join(lines)
         assert output.count(f"START RequestId: {result.request_id}") == 1
         assert "hello 7 from print" in output

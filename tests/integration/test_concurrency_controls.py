@@ -57,7 +57,10 @@ def concurrently(calls: list[Any]) -> list[Any]:
 
 def throttled(outcome: Any) -> str | None:
     """The 429's Reason, or None when the call was not throttled."""
-    if isinstance(outcome, ClientError) and outcome.response["Error"]["Code"] == "TooManyRequestsException":
+    if (
+        isinstance(outcome, ClientError)
+        and outcome.response["Error"]["Code"] == "TooManyRequestsException"
+    ):
         assert outcome.response["ResponseMetadata"]["HTTPStatusCode"] == 429
         return str(outcome.response["Reason"])
     assert not isinstance(outcome, ClientError), outcome
@@ -67,7 +70,9 @@ def throttled(outcome: Any) -> str | None:
 def test_reserved_concurrency_api(lam: Any) -> None:
     name = deploy(lam, SLEEPER, prefix="rsv", Timeout=10)
     before = lam.get_account_settings()["AccountLimit"]
-    assert lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions") is None
+    assert (
+        lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions") is None
+    )
     put = lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=5)
     assert put["ReservedConcurrentExecutions"] == 5
     assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
@@ -76,7 +81,9 @@ def test_reserved_concurrency_api(lam: Any) -> None:
     assert after["UnreservedConcurrentExecutions"] == before["UnreservedConcurrentExecutions"] - 5
     # The account's 1000 must keep at least 100 unreserved.
     status, error, response = client_error(
-        lam.put_function_concurrency, FunctionName=name, ReservedConcurrentExecutions=after["ConcurrentExecutions"]
+        lam.put_function_concurrency,
+        FunctionName=name,
+        ReservedConcurrentExecutions=after["ConcurrentExecutions"],
     )
     assert (status, error) == (400, "InvalidParameterValueException")
     assert response["Error"]["Message"] == (
@@ -85,10 +92,13 @@ def test_reserved_concurrency_api(lam: Any) -> None:
     )
     assert lam.get_function_concurrency(FunctionName=name)["ReservedConcurrentExecutions"] == 5
     lam.delete_function_concurrency(FunctionName=name)
-    assert lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions") is None
+    assert (
+        lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions") is None
+    )
     assert "Concurrency" not in lam.get_function(FunctionName=name)
-    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == (
-        before["UnreservedConcurrentExecutions"]
+    assert (
+        lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+        == (before["UnreservedConcurrentExecutions"])
     )
     for call in (lam.get_function_concurrency, lam.delete_function_concurrency):
         status, error, _ = client_error(call, FunctionName=name + "-missing")
@@ -140,27 +150,39 @@ def test_reservations_guarantee_capacity(small_account: LiveServer) -> None:
     lam = small_account.client("lambda")
     reserved = deploy(lam, SLEEPER, prefix="guaranteed", Timeout=10)
     shared = deploy(lam, SLEEPER, prefix="shared", Timeout=10)
-    status, error, response = client_error(lam.put_function_concurrency, FunctionName=reserved,
-                                           ReservedConcurrentExecutions=10)
+    status, error, response = client_error(
+        lam.put_function_concurrency, FunctionName=reserved, ReservedConcurrentExecutions=10
+    )
     assert (status, error) == (400, "InvalidParameterValueException")
     assert "minimum value of [1]" in response["Error"]["Message"]
     lam.put_function_concurrency(FunctionName=reserved, ReservedConcurrentExecutions=8)
     assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 2
     # The unreserved pool (2) is full with the shared function's calls: a third is throttled
     # for the account, while the reserved function still runs in its own capacity.
-    outcomes = concurrently([
-        lambda: ok(lam, shared, {"sleep": 3}),
-        lambda: ok(lam, shared, {"sleep": 3}),
-        lambda: (time.sleep(1.5), ok(lam, shared))[1],
-        lambda: (time.sleep(1.5), ok(lam, reserved))[1],
-    ])
-    assert [throttled(o) for o in outcomes] == [None, None, "ConcurrentInvocationLimitExceeded", None], outcomes
+    outcomes = concurrently(
+        [
+            lambda: ok(lam, shared, {"sleep": 3}),
+            lambda: ok(lam, shared, {"sleep": 3}),
+            lambda: (time.sleep(1.5), ok(lam, shared))[1],
+            lambda: (time.sleep(1.5), ok(lam, reserved))[1],
+        ]
+    )
+    assert [throttled(o) for o in outcomes] == [
+        None,
+        None,
+        "ConcurrentInvocationLimitExceeded",
+        None,
+    ], outcomes
 
 
-def wait_for_status(lam: Any, name: str, qualifier: str, deadline_s: float = 60.0) -> dict[str, Any]:
+def wait_for_status(
+    lam: Any, name: str, qualifier: str, deadline_s: float = 60.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + deadline_s
     while True:
-        config = dict(lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier))
+        config = dict(
+            lam.get_provisioned_concurrency_config(FunctionName=name, Qualifier=qualifier)
+        )
         if config["Status"] != "IN_PROGRESS" or time.monotonic() > deadline:
             return config
         time.sleep(0.1)
@@ -170,8 +192,9 @@ def test_provisioned_concurrency_on_an_alias(lam: Any) -> None:
     name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
     lam.publish_version(FunctionName=name)
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
-    put = lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="live",
-                                                 ProvisionedConcurrentExecutions=2)
+    put = lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=2
+    )
     assert put["ResponseMetadata"]["HTTPStatusCode"] == 202
     assert put["RequestedProvisionedConcurrentExecutions"] == 2
     assert put["Status"] in ("IN_PROGRESS", "READY")
@@ -192,24 +215,38 @@ def test_provisioned_concurrency_on_an_alias(lam: Any) -> None:
     # Elsewhere instances start on demand.
     latest = invoke(lam, name, {})
     assert latest.payload["init"] == "on-demand"
-    listed = lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"]
+    listed = lam.list_provisioned_concurrency_configs(FunctionName=name)[
+        "ProvisionedConcurrencyConfigs"
+    ]
     arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
     assert [(c["FunctionArn"], c["Status"]) for c in listed] == [(f"{arn}:live", "READY")]
     lam.delete_provisioned_concurrency_config(FunctionName=name, Qualifier="live")
-    status, error, _ = client_error(lam.get_provisioned_concurrency_config, FunctionName=name, Qualifier="live")
+    status, error, _ = client_error(
+        lam.get_provisioned_concurrency_config, FunctionName=name, Qualifier="live"
+    )
     assert (status, error) == (404, "ProvisionedConcurrencyConfigNotFoundException")
-    assert lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"] == []
+    assert (
+        lam.list_provisioned_concurrency_configs(FunctionName=name)["ProvisionedConcurrencyConfigs"]
+        == []
+    )
 
 
 def test_provisioned_concurrency_on_a_weighted_alias_warms_both_versions(lam: Any) -> None:
     name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
     lam.publish_version(FunctionName=name)
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"RELEASE": "2"}})
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"RELEASE": "2"}}
+    )
     assert lam.publish_version(FunctionName=name)["Version"] == "2"
-    lam.create_alias(FunctionName=name, Name="canary", FunctionVersion="1",
-                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}})
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="canary",
-                                           ProvisionedConcurrentExecutions=2)
+    lam.create_alias(
+        FunctionName=name,
+        Name="canary",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
+    )
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="canary", ProvisionedConcurrentExecutions=2
+    )
     config = wait_for_status(lam, name, "canary")
     assert config["Status"] == "READY", config
     assert config["AllocatedProvisionedConcurrentExecutions"] == 2
@@ -236,9 +273,13 @@ def test_provisioned_concurrency_on_a_weighted_alias_warms_both_versions(lam: An
 def test_provisioned_concurrency_on_a_version_survives_latest_changes(lam: Any) -> None:
     name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
     lam.publish_version(FunctionName=name)
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
     assert wait_for_status(lam, name, "1")["Status"] == "READY"
-    lam.update_function_configuration(FunctionName=name, Description="changed")  # retires $LATEST only
+    lam.update_function_configuration(
+        FunctionName=name, Description="changed"
+    )  # retires $LATEST only
     first = invoke(lam, name, {}, Qualifier="1")
     assert not first.cold and first.payload["init"] == "provisioned-concurrency"
 
@@ -249,30 +290,54 @@ def test_provisioned_concurrency_refusals(lam: Any) -> None:
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
     lam.create_alias(FunctionName=name, Name="edge", FunctionVersion="$LATEST")
     for qualifier in ("$LATEST", "edge"):
-        status, error, response = client_error(lam.put_provisioned_concurrency_config, FunctionName=name,
-                                               Qualifier=qualifier, ProvisionedConcurrentExecutions=1)
+        status, error, response = client_error(
+            lam.put_provisioned_concurrency_config,
+            FunctionName=name,
+            Qualifier=qualifier,
+            ProvisionedConcurrentExecutions=1,
+        )
         assert (status, error) == (400, "InvalidParameterValueException")
         assert response["Error"]["Message"] == (
             "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
         )
     for qualifier in ("7", "nope"):
-        status, error, _ = client_error(lam.put_provisioned_concurrency_config, FunctionName=name,
-                                        Qualifier=qualifier, ProvisionedConcurrentExecutions=1)
+        status, error, _ = client_error(
+            lam.put_provisioned_concurrency_config,
+            FunctionName=name,
+            Qualifier=qualifier,
+            ProvisionedConcurrentExecutions=1,
+        )
         assert (status, error) == (404, "ResourceNotFoundException")
-    status, error, _ = client_error(lam.get_provisioned_concurrency_config, FunctionName=name, Qualifier="1")
+    status, error, _ = client_error(
+        lam.get_provisioned_concurrency_config, FunctionName=name, Qualifier="1"
+    )
     assert (status, error) == (404, "ProvisionedConcurrencyConfigNotFoundException")
-    status, error, _ = client_error(lam.delete_provisioned_concurrency_config, FunctionName=name, Qualifier="1")
+    status, error, _ = client_error(
+        lam.delete_provisioned_concurrency_config, FunctionName=name, Qualifier="1"
+    )
     assert (status, error) == (404, "ProvisionedConcurrencyConfigNotFoundException")
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=1)
-    status, error, _ = client_error(lam.put_provisioned_concurrency_config, FunctionName=name,
-                                    Qualifier="1", ProvisionedConcurrentExecutions=2)
+    status, error, _ = client_error(
+        lam.put_provisioned_concurrency_config,
+        FunctionName=name,
+        Qualifier="1",
+        ProvisionedConcurrentExecutions=2,
+    )
     assert (status, error) == (400, "InvalidParameterValueException")
     lam.delete_function_concurrency(FunctionName=name)
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=1)
-    status, error, _ = client_error(lam.put_provisioned_concurrency_config, FunctionName=name,
-                                    Qualifier="1", ProvisionedConcurrentExecutions=1)
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="live", ProvisionedConcurrentExecutions=1
+    )
+    status, error, _ = client_error(
+        lam.put_provisioned_concurrency_config,
+        FunctionName=name,
+        Qualifier="1",
+        ProvisionedConcurrentExecutions=1,
+    )
     assert (status, error) == (409, "ResourceConflictException")
-    status, error, _ = client_error(lam.list_provisioned_concurrency_configs, FunctionName=name + "-missing")
+    status, error, _ = client_error(
+        lam.list_provisioned_concurrency_configs, FunctionName=name + "-missing"
+    )
     assert (status, error) == (404, "ResourceNotFoundException")
     wait_for_status(lam, name, "live")
     lam.delete_function(FunctionName=name)
@@ -281,7 +346,9 @@ def test_provisioned_concurrency_refusals(lam: Any) -> None:
 def test_provisioned_concurrency_failure_is_reported(lam: Any) -> None:
     name = deploy(lam, BROKEN_INIT, prefix="prov")
     lam.publish_version(FunctionName=name)
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
     config = wait_for_status(lam, name, "1")
     assert config["Status"] == "FAILED", config
     assert config["StatusReason"]
@@ -295,17 +362,23 @@ def test_provisioned_instances_outlive_idle_expiry_and_restarts(small_account: L
     lam = small_account.client("lambda")
     name = deploy(lam, SLEEPER, prefix="prov", Timeout=10)
     lam.publish_version(FunctionName=name)
-    lam.put_provisioned_concurrency_config(FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    lam.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier="1", ProvisionedConcurrentExecutions=1
+    )
     assert wait_for_status(lam, name, "1")["Status"] == "READY"
     assert invoke(lam, name, {}).cold  # $LATEST: on demand
     time.sleep(3)  # three idle timeouts
     assert invoke(lam, name, {}).cold  # the on-demand instance was reaped...
     kept = invoke(lam, name, {}, Qualifier="1")
-    assert not kept.cold and kept.payload["init"] == "provisioned-concurrency"  # ...the provisioned one kept
+    assert (
+        not kept.cold and kept.payload["init"] == "provisioned-concurrency"
+    )  # ...the provisioned one kept
     small_account.stop()
     small_account.start()
     lam = small_account.client("lambda")
     assert wait_for_status(lam, name, "1")["Status"] == "READY"
     again = invoke(lam, name, {}, Qualifier="1")
     assert not again.cold and again.payload["init"] == "provisioned-concurrency"
-    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 2  # reservation kept
+    assert (
+        lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 2
+    )  # reservation kept

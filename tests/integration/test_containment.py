@@ -246,7 +246,9 @@ def test_a_128_mb_function_fills_its_512_mb_tmp_and_gets_enospc_not_oom(lam: Any
 
 def test_a_larger_ephemeral_storage_gives_more_room(lam: Any) -> None:
     event = {"stop_mb": 640}  # more than the default 512 MB would hold
-    _, result = run(lam, TMP_FILLER, event, MemorySize=1024, EphemeralStorage={"Size": 1024}, Timeout=120)
+    _, result = run(
+        lam, TMP_FILLER, event, MemorySize=1024, EphemeralStorage={"Size": 1024}, Timeout=120
+    )
     assert result.payload == {"mb": 640, "errno": None, "free_mb": 1024}
 
 
@@ -342,8 +344,12 @@ def handler(event, context):
     a_code = server.data_dir.resolve() / "code"
     event = {
         "read": {"a_tmp": f"/tmp/secret-{marker}", "a_code": "/var/task/app.py"},
-        "list": {"tmp": "/tmp", "task": "/var/task", "host_code": str(a_code),
-                 "tasks_mount": "/.ember-tasks"},
+        "list": {
+            "tmp": "/tmp",
+            "task": "/var/task",
+            "host_code": str(a_code),
+            "tasks_mount": "/.ember-tasks",
+        },
     }
     _, b_result = run(lam, PROBE, event)
     seen = b_result.payload
@@ -479,8 +485,16 @@ def test_privileged_operations_fail(lam: Any) -> None:
     # os.unshare is new in 3.12; libc's unshare is called directly too.
     _, result = run(lam, SYSCALLS, runtime="python3.12")
     seen = result.payload
-    for key in ("mount", "umount", "unshare_user", "unshare_ns", "ptrace_traceme",
-                "ptrace_attach", "setuid_root", "chroot"):
+    for key in (
+        "mount",
+        "umount",
+        "unshare_user",
+        "unshare_ns",
+        "ptrace_traceme",
+        "ptrace_attach",
+        "setuid_root",
+        "chroot",
+    ):
         assert seen[key] == errno.EPERM, (key, seen)
     assert seen["raw_socket"] == errno.EPERM
     assert seen["packet_socket"] in (errno.EPERM, errno.EAFNOSUPPORT)

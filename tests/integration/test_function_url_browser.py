@@ -37,7 +37,7 @@ BROWSER_NAMES = ("chromium-headless-shell", "chromium", "google-chrome", "chrome
 BROWSER_TIMEOUT_S = 60
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
-HANDLER = '''
+HANDLER = """
 import json
 
 def handler(event, context):
@@ -48,7 +48,7 @@ def handler(event, context):
     return {"statusCode": 200,
             "headers": {"content-type": "application/json", "x-demo-reply": "echo:" + str(seen["demo"])},
             "body": json.dumps(seen)}
-'''
+"""
 
 # The page's script: one cross-origin POST that needs a preflight (a custom header and a
 # non-simple content type); the outcome, or the error, goes into <pre id="out"> as JSON.
@@ -93,9 +93,13 @@ def require_browser() -> str:
     if found:
         return found
     if IN_CI or os.geteuid() == 0:
-        pytest.fail("chromium-headless-shell is not installed; scripts/test installs it "
-                    "(apt-get install chromium-headless-shell) when run as root")
-    pytest.skip("no headless Chromium (apt-get install chromium-headless-shell, or run scripts/test as root)")
+        pytest.fail(
+            "chromium-headless-shell is not installed; scripts/test installs it "
+            "(apt-get install chromium-headless-shell) when run as root"
+        )
+    pytest.skip(
+        "no headless Chromium (apt-get install chromium-headless-shell, or run scripts/test as root)"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -171,14 +175,24 @@ def run_page(browser: str, page_url: str, tmp_path: Path, extra: Sequence[str] =
     wrote."""
     netlog = tmp_path / "netlog.json"
     command = [
-        browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--no-proxy-server", f"--user-data-dir={tmp_path / 'profile'}", *extra,
-        f"--log-net-log={netlog}", "--virtual-time-budget=10000", "--dump-dom", page_url,
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--no-proxy-server",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        *extra,
+        f"--log-net-log={netlog}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        page_url,
     ]
     # Its own process group: /usr/bin/chromium-headless-shell is a shell wrapper, and Chromium
     # starts helper processes; none of them may outlive the test.
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=BROWSER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -218,15 +232,20 @@ def _url_requests(path: Path) -> list[Exchange]:
 
 
 def make_page(pages: PageServer, name: str, function_url: str) -> str:
-    text = PAGE.format(url=json.dumps(function_url), demo=json.dumps(DEMO),
-                       body=json.dumps(json.dumps(PAYLOAD)))
+    text = PAGE.format(
+        url=json.dumps(function_url), demo=json.dumps(DEMO), body=json.dumps(json.dumps(PAYLOAD))
+    )
     return pages.add(f"/{name}.html", text)
 
 
 def cors_for(origin: str) -> dict[str, Any]:
-    return {"AllowOrigins": [origin], "AllowMethods": ["GET", "POST"],
-            "AllowHeaders": ["content-type", "x-demo"], "ExposeHeaders": ["x-demo-reply"],
-            "MaxAge": 60}
+    return {
+        "AllowOrigins": [origin],
+        "AllowMethods": ["GET", "POST"],
+        "AllowHeaders": ["content-type", "x-demo"],
+        "ExposeHeaders": ["x-demo-reply"],
+        "MaxAge": 60,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +263,11 @@ def allowed_url(server: LiveServer, page_server: PageServer, function_name: str)
 
 @pytest.mark.parametrize("form", ["path", "host"])
 def test_browser_page_on_another_origin_calls_the_url(
-    server: LiveServer, browser: str, page_server: PageServer, allowed_url: str, form: str,
+    server: LiveServer,
+    browser: str,
+    page_server: PageServer,
+    allowed_url: str,
+    form: str,
     tmp_path: Path,
 ) -> None:
     url = allowed_url if form == "path" else host_form(allowed_url, server.port)
@@ -269,7 +292,11 @@ def test_browser_page_on_another_origin_calls_the_url(
 
 
 def test_browser_enforces_the_urls_cors_config(
-    server: LiveServer, lam: Any, browser: str, page_server: PageServer, function_name: str,
+    server: LiveServer,
+    lam: Any,
+    browser: str,
+    page_server: PageServer,
+    function_name: str,
     tmp_path: Path,
 ) -> None:
     # The same function behind an alias whose URL allows another origin only.

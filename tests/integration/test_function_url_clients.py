@@ -134,10 +134,12 @@ def test_a_client_gone_mid_body_is_not_a_failure(server: LiveServer, url: str) -
     parts = urllib.parse.urlsplit(url)
     before = server.log().count("function URL request")
     for _ in range(3):
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=10) as sock:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or 80), timeout=10
+        ) as sock:
             sock.sendall(
                 f"POST {parts.path}gone HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-                "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\":".encode()
+                'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"a":'.encode()
             )
     assert requests.get(url + "after", timeout=30).status_code == 200  # served in between
     time.sleep(0.3)

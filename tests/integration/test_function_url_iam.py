@@ -28,7 +28,7 @@ from invoking import deploy
 REGION = "us-east-1"
 FORBIDDEN = {"Message": "Forbidden"}
 
-WHOAMI = '''
+WHOAMI = """
 import json
 
 def handler(event, context):
@@ -36,11 +36,11 @@ def handler(event, context):
             "body": json.dumps({"iam": event["requestContext"]["authorizer"]["iam"],
                                 "path": event["rawPath"], "query": event["rawQueryString"],
                                 "body": event.get("body")})}
-'''
+"""
 
 # Signs with the credentials Lambda-style environment variables give it (botocore's default
 # chain), as code running under an execution role does; then once more with a forged token.
-CALLER = '''
+CALLER = """
 import json, os, urllib.error, urllib.request
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -61,7 +61,7 @@ def handler(event, context):
     role = Session().get_credentials().get_frozen_credentials()
     forged = Credentials(role.access_key, role.secret_key, "forged-token")
     return {"role": call(url, role), "forged": call(url, forged)}
-'''
+"""
 
 
 @dataclass
@@ -95,8 +95,9 @@ def whoami(server: LiveServer) -> IamUrl:
 def send(request: AWSRequest) -> Reply:
     assert request.url is not None
     prepared = request.prepare()
-    sent = urllib.request.Request(request.url, data=prepared.body, method=request.method,
-                                  headers=dict(prepared.headers))
+    sent = urllib.request.Request(
+        request.url, data=prepared.body, method=request.method, headers=dict(prepared.headers)
+    )
     try:
         with urllib.request.urlopen(sent, timeout=60) as response:
             return Reply(response.status, json.loads(response.read()))
@@ -104,7 +105,9 @@ def send(request: AWSRequest) -> Reply:
         return Reply(error.code, json.loads(error.read()))
 
 
-def signed(url: str, credentials: Credentials, method: str = "GET", body: bytes | None = None) -> AWSRequest:
+def signed(
+    url: str, credentials: Credentials, method: str = "GET", body: bytes | None = None
+) -> AWSRequest:
     headers = {"Content-Type": "application/json"} if body is not None else {}
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     SigV4Auth(credentials, "lambda", REGION).add_auth(request)
@@ -118,8 +121,15 @@ def presigned(url: str, credentials: Credentials, expires: int = 300) -> AWSRequ
 
 
 def curl_signed(url: str, credentials: Credentials, *args: str, data: bytes | None = None) -> Reply:
-    reply = curl(url, "--aws-sigv4", f"aws:amz:{REGION}:lambda",
-                 "--user", f"{credentials.access_key}:{credentials.secret_key}", *args, data=data)
+    reply = curl(
+        url,
+        "--aws-sigv4",
+        f"aws:amz:{REGION}:lambda",
+        "--user",
+        f"{credentials.access_key}:{credentials.secret_key}",
+        *args,
+        data=data,
+    )
     return Reply(reply.status, reply.json)
 
 
@@ -131,11 +141,17 @@ def test_curl_signs_with_the_credentials_file(server: LiveServer, whoami: IamUrl
     reply = curl_signed(whoami.url + "whoami?x=1", credentials)
     assert reply.status == 200, reply
     assert reply.json["iam"] == {
-        "accessKey": credentials.access_key, "accountId": "000000000000", "callerId": "000000000000",
-        "cognitoIdentity": None, "principalOrgId": None, "userArn": "arn:aws:iam::000000000000:root",
+        "accessKey": credentials.access_key,
+        "accountId": "000000000000",
+        "callerId": "000000000000",
+        "cognitoIdentity": None,
+        "principalOrgId": None,
+        "userArn": "arn:aws:iam::000000000000:root",
         "userId": "000000000000",
     }
-    reply = curl_signed(whoami.url + "orders", credentials, "-H", "Content-Type: text/plain", data=b"one pizza")
+    reply = curl_signed(
+        whoami.url + "orders", credentials, "-H", "Content-Type: text/plain", data=b"one pizza"
+    )
     assert reply.status == 200, reply
     assert reply.json["body"] == "one pizza"
 
@@ -149,8 +165,14 @@ def test_botocore_signs_a_post_with_the_ember_profile(
         monkeypatch.delenv(name, raising=False)
     credentials = boto3.Session().get_credentials()
     assert credentials is not None and credentials.access_key == server.credentials().access_key
-    reply = send(signed(whoami.path_url + "orders?size=large&extra=olives%20and%20basil", credentials,
-                        "POST", b'{"pizza": "margherita"}'))
+    reply = send(
+        signed(
+            whoami.path_url + "orders?size=large&extra=olives%20and%20basil",
+            credentials,
+            "POST",
+            b'{"pizza": "margherita"}',
+        )
+    )
     assert reply.status == 200, reply
     assert reply.json["path"] == "/orders"
     assert reply.json["query"] == "size=large&extra=olives%20and%20basil"
@@ -165,7 +187,9 @@ def test_a_presigned_url_works(server: LiveServer, whoami: IamUrl) -> None:
     assert reply.json["iam"]["accessKey"] == server.credentials().access_key
 
 
-def test_a_function_signs_with_its_role_credentials(server: LiveServer, lam: Any, whoami: IamUrl) -> None:
+def test_a_function_signs_with_its_role_credentials(
+    server: LiveServer, lam: Any, whoami: IamUrl
+) -> None:
     caller = deploy(lam, CALLER, prefix="iam-caller", Timeout=60)
     result = lam.invoke(FunctionName=caller, Payload=json.dumps({"url_id": whoami.url_id}))
     payload = json.loads(result["Payload"].read())
@@ -184,21 +208,32 @@ def test_a_function_signs_with_its_role_credentials(server: LiveServer, lam: Any
 
 def test_wrong_or_unknown_keys_are_refused(server: LiveServer, whoami: IamUrl) -> None:
     mine = server.credentials()
-    for credentials in (Credentials(mine.access_key, "x" * 40), Credentials("AKIA" + "X" * 16, mine.secret_key)):
+    for credentials in (
+        Credentials(mine.access_key, "x" * 40),
+        Credentials("AKIA" + "X" * 16, mine.secret_key),
+    ):
         assert send(signed(whoami.path_url, credentials)) == Reply(403, FORBIDDEN)
         assert curl_signed(whoami.url, credentials) == Reply(403, FORBIDDEN)
 
 
 def test_a_request_changed_after_signing_is_refused(server: LiveServer, whoami: IamUrl) -> None:
-    original = signed(whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}')
+    original = signed(
+        whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}'
+    )
     assert send(original).status == 200
-    changed_body = signed(whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}')
+    changed_body = signed(
+        whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}'
+    )
     changed_body.data = b'{"to": "mallory"}'
     assert send(changed_body) == Reply(403, FORBIDDEN)
-    changed_query = signed(whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}')
+    changed_query = signed(
+        whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}'
+    )
     changed_query.url = whoami.path_url + "pay?amount=1000"
     assert send(changed_query) == Reply(403, FORBIDDEN)
-    changed_path = signed(whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}')
+    changed_path = signed(
+        whoami.path_url + "pay?amount=10", server.credentials(), "POST", b'{"to": "alice"}'
+    )
     changed_path.url = whoami.path_url + "refund?amount=10"
     assert send(changed_path) == Reply(403, FORBIDDEN)
 
@@ -215,9 +250,14 @@ def test_expired_and_unsigned_requests_are_refused(server: LiveServer, whoami: I
 
 def test_the_credentials_file_is_private_and_survives_a_restart(tmp_path: Path) -> None:
     own = Credentials("AKIAOWNKEYFROMSETTIN", "my-own-secret-of-forty-characters-000000")
-    live = LiveServer(tmp_path / "data", free_port(), extra_env={
-        "EMBER_ACCESS_KEY_ID": own.access_key, "EMBER_SECRET_ACCESS_KEY": own.secret_key,
-    })
+    live = LiveServer(
+        tmp_path / "data",
+        free_port(),
+        extra_env={
+            "EMBER_ACCESS_KEY_ID": own.access_key,
+            "EMBER_SECRET_ACCESS_KEY": own.secret_key,
+        },
+    )
     live.start()
     try:
         path = live.data_dir / "credentials"

@@ -27,7 +27,7 @@ from invoking import deploy
 
 AWS_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "aws"
 
-HANDLER = '''
+HANDLER = """
 import base64, json
 
 def handler(event, context):
@@ -51,7 +51,7 @@ def handler(event, context):
     return {"statusCode": 200, "headers": {"content-type": "application/json"},
             "body": json.dumps({"event": event, "version": context.function_version,
                                 "arn": context.invoked_function_arn})}
-'''
+"""
 
 
 @dataclass
@@ -88,29 +88,73 @@ def curl(url: str, *args: str, data: bytes | None = None) -> Reply:
 
 
 def cli(server: LiveServer, *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1"}
-    out = subprocess.run([str(AWS_CLI), "--endpoint-url", server.endpoint, "lambda", *args],
-                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    out = subprocess.run(
+        [str(AWS_CLI), "--endpoint-url", server.endpoint, "lambda", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(out.stdout) if out.stdout.strip() else None
 
 
 def allow_public_with_cli(server: LiveServer, name: str) -> None:
     """The two statements AWS documents for a public (AuthType NONE) URL, with the AWS CLI."""
-    cli(server, "add-permission", "--function-name", name, "--statement-id", "FunctionURLAllowPublicAccess",
-        "--action", "lambda:InvokeFunctionUrl", "--principal", "*", "--function-url-auth-type", "NONE")
-    cli(server, "add-permission", "--function-name", name, "--statement-id",
-        "FunctionURLInvokeAllowPublicAccess", "--action", "lambda:InvokeFunction", "--principal", "*",
-        "--invoked-via-function-url")
+    cli(
+        server,
+        "add-permission",
+        "--function-name",
+        name,
+        "--statement-id",
+        "FunctionURLAllowPublicAccess",
+        "--action",
+        "lambda:InvokeFunctionUrl",
+        "--principal",
+        "*",
+        "--function-url-auth-type",
+        "NONE",
+    )
+    cli(
+        server,
+        "add-permission",
+        "--function-name",
+        name,
+        "--statement-id",
+        "FunctionURLInvokeAllowPublicAccess",
+        "--action",
+        "lambda:InvokeFunction",
+        "--principal",
+        "*",
+        "--invoked-via-function-url",
+    )
 
 
 def allow_public(lam: Any, name: str, qualifier: str | None = None) -> None:
     """The same two statements with boto3."""
     extra = {"Qualifier": qualifier} if qualifier else {}
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLAllowPublicAccess", Principal="*",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE", **extra)
-    lam.add_permission(FunctionName=name, StatementId="FunctionURLInvokeAllowPublicAccess", Principal="*",
-                       Action="lambda:InvokeFunction", InvokedViaFunctionUrl=True, **extra)
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="FunctionURLAllowPublicAccess",
+        Principal="*",
+        Action="lambda:InvokeFunctionUrl",
+        FunctionUrlAuthType="NONE",
+        **extra,
+    )
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="FunctionURLInvokeAllowPublicAccess",
+        Principal="*",
+        Action="lambda:InvokeFunction",
+        InvokedViaFunctionUrl=True,
+        **extra,
+    )
 
 
 PATH_URL = r"http://127\.0\.0\.1:{port}/_ember/url/(?P<id>[a-z0-9]{{32}})/"
@@ -120,7 +164,8 @@ HOST_URL = r"http://(?P<id>[a-z0-9]{{32}})\.lambda-url\.us-east-1\.localhost:{po
 def url_id_of(url: str) -> str:
     """The url-id in a function URL of either form."""
     found = re.match(r"http://[^/]+/_ember/url/([a-z0-9]{32})/", url) or re.match(
-        r"http://([a-z0-9]{32})\.lambda-url\.", url)
+        r"http://([a-z0-9]{32})\.lambda-url\.", url
+    )
     assert found, url
     return found[1]
 
@@ -145,10 +190,16 @@ def public(server: LiveServer) -> Iterator[Endpoint]:
     lam = server.client("lambda")
     name = deploy(lam, HANDLER, prefix="url")
     config = lam.create_function_url_config(
-        FunctionName=name, AuthType="NONE",
-        Cors={"AllowOrigins": ["http://app.example"], "AllowMethods": ["GET", "POST"],
-              "AllowHeaders": ["content-type", "x-custom"], "ExposeHeaders": ["x-teapot"],
-              "MaxAge": 300, "AllowCredentials": True},
+        FunctionName=name,
+        AuthType="NONE",
+        Cors={
+            "AllowOrigins": ["http://app.example"],
+            "AllowMethods": ["GET", "POST"],
+            "AllowHeaders": ["content-type", "x-custom"],
+            "ExposeHeaders": ["x-teapot"],
+            "MaxAge": 300,
+            "AllowCredentials": True,
+        },
     )
     allow_public_with_cli(server, name)
     yield Endpoint(name, config["FunctionUrl"])
@@ -173,8 +224,9 @@ def test_url_config_lifecycle(server: LiveServer, lam: Any) -> None:
         lam.create_function_url_config(FunctionName=name, AuthType="NONE")
     assert error_of(excinfo) == ("ResourceConflictException", 409)
 
-    updated = lam.update_function_url_config(FunctionName=name, AuthType="NONE",
-                                             Cors={"AllowOrigins": ["*"]})
+    updated = lam.update_function_url_config(
+        FunctionName=name, AuthType="NONE", Cors={"AllowOrigins": ["*"]}
+    )
     assert updated["FunctionUrl"] == created["FunctionUrl"]  # a URL never changes
     assert updated["AuthType"] == "NONE" and updated["Cors"] == {"AllowOrigins": ["*"]}
     got = lam.get_function_url_config(FunctionName=name)
@@ -218,9 +270,17 @@ def test_url_on_an_alias_runs_the_alias(server: LiveServer, lam: Any) -> None:
 
 
 def test_get_with_query_and_cookies(public: Endpoint) -> None:
-    reply = curl(public.url + "items/42?a=1&a=2&q=hello%20world&flag",
-                 "-H", "Cookie: session=abc; theme=dark", "-H", "X-Custom: one",
-                 "-H", "X-Custom: two", "-A", "ember-test/1.0")
+    reply = curl(
+        public.url + "items/42?a=1&a=2&q=hello%20world&flag",
+        "-H",
+        "Cookie: session=abc; theme=dark",
+        "-H",
+        "X-Custom: one",
+        "-H",
+        "X-Custom: two",
+        "-A",
+        "ember-test/1.0",
+    )
     assert reply.status == 200, reply
     assert reply.header("content-type") == "application/json"
     assert reply.header("x-amzn-requestid")
@@ -235,19 +295,31 @@ def test_get_with_query_and_cookies(public: Endpoint) -> None:
     assert event["headers"]["user-agent"] == "ember-test/1.0"
     assert event["isBase64Encoded"] is False and "body" not in event
     context = event["requestContext"]
-    assert context["http"] == {"method": "GET", "path": "/items/42", "protocol": "HTTP/1.1",
-                               "sourceIp": "127.0.0.1", "userAgent": "ember-test/1.0"}
+    assert context["http"] == {
+        "method": "GET",
+        "path": "/items/42",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "ember-test/1.0",
+    }
     assert context["apiId"] == context["domainPrefix"] == public.url_id
     assert context["domainName"] == f"{public.url_id}.lambda-url.us-east-1.localhost"
     assert context["stage"] == "$default" and context["routeKey"] == "$default"
     assert context["requestId"] == reply.header("x-amzn-requestid")
     assert isinstance(context["timeEpoch"], int) and re.fullmatch(
-        r"\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000", context["time"])
+        r"\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000", context["time"]
+    )
 
 
 def test_post_json_and_binary_round_trip(public: Endpoint) -> None:
-    reply = curl(public.url + "submit", "-X", "POST", "-H", "Content-Type: application/json",
-                 data=b'{"name": "Sally"}')
+    reply = curl(
+        public.url + "submit",
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        data=b'{"name": "Sally"}',
+    )
     event = reply.json["event"]
     assert event["requestContext"]["http"]["method"] == "POST"
     assert event["body"] == '{"name": "Sally"}' and event["isBase64Encoded"] is False
@@ -287,8 +359,9 @@ def test_result_mapping(public: Endpoint) -> None:
 def test_path_and_host_forms(public: Endpoint, server: LiveServer) -> None:
     url = f"{public.url}deep/path?x=1"
     assert url.startswith(f"{server.endpoint}/_ember/url/{public.url_id}/")
-    request = urllib.request.Request(url, data=b"plain text", method="PUT",
-                                     headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(
+        url, data=b"plain text", method="PUT", headers={"Content-Type": "text/plain"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 200
         event = json.loads(response.read())["event"]
@@ -315,9 +388,17 @@ def test_path_and_host_forms(public: Endpoint, server: LiveServer) -> None:
 
 def test_cors_preflight_and_response_headers(public: Endpoint) -> None:
     # what a browser on http://app.example sends before a cross-origin POST with a JSON body
-    reply = curl(public.url + "api", "-X", "OPTIONS", "-H", "Origin: http://app.example",
-                 "-H", "Access-Control-Request-Method: POST",
-                 "-H", "Access-Control-Request-Headers: content-type,x-custom")
+    reply = curl(
+        public.url + "api",
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: http://app.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+        "-H",
+        "Access-Control-Request-Headers: content-type,x-custom",
+    )
     assert reply.status == 200
     assert reply.header("access-control-allow-origin") == "http://app.example"
     assert reply.header("access-control-allow-methods") == "GET,POST"
@@ -334,8 +415,15 @@ def test_cors_preflight_and_response_headers(public: Endpoint) -> None:
 
     reply = curl(public.url, "-H", "Origin: http://evil.example")
     assert reply.status == 200 and reply.header("access-control-allow-origin") is None
-    reply = curl(public.url + "api", "-X", "OPTIONS", "-H", "Origin: http://evil.example",
-                 "-H", "Access-Control-Request-Method: POST")
+    reply = curl(
+        public.url + "api",
+        "-X",
+        "OPTIONS",
+        "-H",
+        "Origin: http://evil.example",
+        "-H",
+        "Access-Control-Request-Method: POST",
+    )
     assert reply.header("access-control-allow-origin") is None
 
 
@@ -348,28 +436,54 @@ def test_none_auth_needs_both_permissions(server: LiveServer, lam: Any) -> None:
     reply = curl(url)  # CreateFunctionUrlConfig adds no permission by itself
     assert reply.status == 403 and reply.json == {"Message": "Forbidden"}
 
-    lam.add_permission(FunctionName=name, StatementId="url", Action="lambda:InvokeFunctionUrl",
-                       Principal="*", FunctionUrlAuthType="NONE")
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="url",
+        Action="lambda:InvokeFunctionUrl",
+        Principal="*",
+        FunctionUrlAuthType="NONE",
+    )
     assert curl(url).status == 403  # since October 2025 lambda:InvokeFunction is needed too
-    lam.add_permission(FunctionName=name, StatementId="invoke", Action="lambda:InvokeFunction",
-                       Principal="*", InvokedViaFunctionUrl=True)
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="invoke",
+        Action="lambda:InvokeFunction",
+        Principal="*",
+        InvokedViaFunctionUrl=True,
+    )
     assert curl(url).status == 200
 
     lam.remove_permission(FunctionName=name, StatementId="url")
     assert curl(url).status == 403
-    lam.add_permission(FunctionName=name, StatementId="other-account", Principal="123456789012",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="NONE")
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="other-account",
+        Principal="123456789012",
+        Action="lambda:InvokeFunctionUrl",
+        FunctionUrlAuthType="NONE",
+    )
     assert curl(url).status == 403  # granted to an account, not to everyone
-    lam.add_permission(FunctionName=name, StatementId="iam-only", Principal="*",
-                       Action="lambda:InvokeFunctionUrl", FunctionUrlAuthType="AWS_IAM")
+    lam.add_permission(
+        FunctionName=name,
+        StatementId="iam-only",
+        Principal="*",
+        Action="lambda:InvokeFunctionUrl",
+        FunctionUrlAuthType="AWS_IAM",
+    )
     assert curl(url).status == 403  # granted for AWS_IAM URLs only
 
 
-def _signed_headers(url: str, credentials: Credentials, region: str = "us-east-1",
-                    service: str = "lambda") -> list[str]:
+def _signed_headers(
+    url: str, credentials: Credentials, region: str = "us-east-1", service: str = "lambda"
+) -> list[str]:
     request = AWSRequest(method="GET", url=url)
     SigV4Auth(credentials, service, region).add_auth(request)
-    return [arg for k, v in request.headers.items() if k.lower() != "host" for arg in ("-H", f"{k}: {v}")]
+    return [
+        arg
+        for k, v in request.headers.items()
+        if k.lower() != "host"
+        for arg in ("-H", f"{k}: {v}")
+    ]
 
 
 def test_aws_iam_requires_a_sigv4_signature(server: LiveServer, lam: Any) -> None:
@@ -380,9 +494,22 @@ def test_aws_iam_requires_a_sigv4_signature(server: LiveServer, lam: Any) -> Non
     reply = curl(url + "whoami")
     assert reply.status == 403 and reply.json == {"Message": "Forbidden"}
     assert curl(url + "whoami", "-H", "Authorization: Bearer nope").status == 403
-    assert curl(url + "whoami", *_signed_headers(url + "whoami", credentials, region="eu-west-1")).status == 403
-    assert curl(url + "whoami", *_signed_headers(url + "whoami", credentials, service="s3")).status == 403
-    assert curl(url + "whoami", *_signed_headers(url + "whoami", Credentials("AKIDEXAMPLE", "secret"))).status == 403
+    assert (
+        curl(
+            url + "whoami", *_signed_headers(url + "whoami", credentials, region="eu-west-1")
+        ).status
+        == 403
+    )
+    assert (
+        curl(url + "whoami", *_signed_headers(url + "whoami", credentials, service="s3")).status
+        == 403
+    )
+    assert (
+        curl(
+            url + "whoami", *_signed_headers(url + "whoami", Credentials("AKIDEXAMPLE", "secret"))
+        ).status
+        == 403
+    )
 
     reply = curl(url + "whoami", *_signed_headers(url + "whoami", credentials))
     assert reply.status == 200, reply
@@ -404,7 +531,9 @@ def test_throttled_and_oversized_requests(server: LiveServer, lam: Any) -> None:
     name = deploy(lam, HANDLER, prefix="url")
     url = lam.create_function_url_config(FunctionName=name, AuthType="NONE")["FunctionUrl"]
     allow_public(lam, name)
-    reply = curl(url, "-H", "Content-Type: application/octet-stream", data=b"x" * (6 * 1024 * 1024 + 1))
+    reply = curl(
+        url, "-H", "Content-Type: application/octet-stream", data=b"x" * (6 * 1024 * 1024 + 1)
+    )
     assert reply.status == 413
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
     reply = curl(url)

@@ -98,12 +98,16 @@ def create_params(name: str, **overrides: Any) -> dict[str, Any]:
     return params
 
 
-def raw_post(server: LiveServer, path: str, body: Any, length: int | None = None) -> tuple[int, dict[str, str], bytes]:
+def raw_post(
+    server: LiveServer, path: str, body: Any, length: int | None = None
+) -> tuple[int, dict[str, str], bytes]:
     """POST without any SDK in between; returns (status, headers, body) even for errors."""
     headers = {"Content-Type": "application/json"}
     if length is not None:
         headers["Content-Length"] = str(length)
-    request = urllib.request.Request(server.endpoint + path, data=body, method="POST", headers=headers)
+    request = urllib.request.Request(
+        server.endpoint + path, data=body, method="POST", headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=120) as response:
             return response.status, dict(response.headers), response.read()
@@ -118,8 +122,12 @@ def test_create_returns_the_configuration_aws_returns(lam: Any) -> None:
     name = unique()
     zip_bytes = make_zip({"app.py": CODE})
     created = lam.create_function(
-        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": zip_bytes}, Description="first",
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": zip_bytes},
+        Description="first",
     )
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert created["FunctionName"] == name
@@ -149,9 +157,16 @@ def test_create_returns_the_configuration_aws_returns(lam: Any) -> None:
 def test_create_keeps_every_given_setting(lam: Any) -> None:
     name = unique()
     created = create(
-        lam, name, CODE, runtime="python3.12", Timeout=30, MemorySize=1024,
-        EphemeralStorage={"Size": 1024}, Environment={"Variables": {"STAGE": "test", "DEBUG": "1"}},
-        Description="settings", TracingConfig={"Mode": "Active"},
+        lam,
+        name,
+        CODE,
+        runtime="python3.12",
+        Timeout=30,
+        MemorySize=1024,
+        EphemeralStorage={"Size": 1024},
+        Environment={"Variables": {"STAGE": "test", "DEBUG": "1"}},
+        Description="settings",
+        TracingConfig={"Mode": "Active"},
         LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "DEBUG"},
     )
     assert created["Runtime"] == "python3.12"
@@ -163,8 +178,19 @@ def test_create_keeps_every_given_setting(lam: Any) -> None:
     assert created["LoggingConfig"]["LogFormat"] == "JSON"
     assert created["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
     stored = config_of(lam, name)
-    for key in ("Runtime", "Timeout", "MemorySize", "EphemeralStorage", "Environment", "TracingConfig",
-                "LoggingConfig", "Description", "RevisionId", "CodeSha256", "LastModified"):
+    for key in (
+        "Runtime",
+        "Timeout",
+        "MemorySize",
+        "EphemeralStorage",
+        "Environment",
+        "TracingConfig",
+        "LoggingConfig",
+        "Description",
+        "RevisionId",
+        "CodeSha256",
+        "LastModified",
+    ):
         assert stored[key] == created[key], key
 
 
@@ -172,8 +198,12 @@ def test_get_function_returns_configuration_and_a_working_code_location(lam: Any
     name = unique()
     zip_bytes = make_zip({"app.py": CODE, "lib/helper.py": "X = 1\n"})
     created = lam.create_function(
-        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": zip_bytes}, Tags={"team": "ember"},
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": zip_bytes},
+        Tags={"team": "ember"},
     )
     got = lam.get_function(FunctionName=name)
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
@@ -217,18 +247,27 @@ def test_get_function_configuration(lam: Any) -> None:
     ],
     ids=["name", "full-arn", "partial-arn", "name-with-qualifier"],
 )
-def test_function_named_by_name_full_arn_and_partial_arn(lam: Any, form: Callable[[str], str]) -> None:
+def test_function_named_by_name_full_arn_and_partial_arn(
+    lam: Any, form: Callable[[str], str]
+) -> None:
     name = unique()
     create(lam, name, CODE)
     identifier = form(name)
     assert lam.get_function(FunctionName=identifier)["Configuration"]["FunctionName"] == name
     assert lam.get_function_configuration(FunctionName=identifier)["FunctionName"] == name
-    updated = lam.update_function_configuration(FunctionName=identifier, Description="by " + identifier)
+    updated = lam.update_function_configuration(
+        FunctionName=identifier, Description="by " + identifier
+    )
     assert updated["Description"] == "by " + identifier
     new_zip = make_zip({"app.py": CODE + "# v2\n"})
-    assert lam.update_function_code(FunctionName=identifier, ZipFile=new_zip)["CodeSha256"] == sha256_b64(new_zip)
+    assert lam.update_function_code(FunctionName=identifier, ZipFile=new_zip)[
+        "CodeSha256"
+    ] == sha256_b64(new_zip)
     if not identifier.endswith(":$LATEST"):  # deleting "$LATEST" alone is refused, as on AWS
-        assert lam.delete_function(FunctionName=identifier)["ResponseMetadata"]["HTTPStatusCode"] == 204
+        assert (
+            lam.delete_function(FunctionName=identifier)["ResponseMetadata"]["HTTPStatusCode"]
+            == 204
+        )
         client_error(lam.get_function, FunctionName=name)
 
 
@@ -251,7 +290,9 @@ def test_update_function_code(lam: Any) -> None:
     assert stored["RevisionId"] == updated["RevisionId"]
     for key in ("Handler", "Runtime", "Timeout", "MemorySize", "Role"):
         assert stored[key] == before[key]
-    with urllib.request.urlopen(lam.get_function(FunctionName=name)["Code"]["Location"], timeout=30) as r:
+    with urllib.request.urlopen(
+        lam.get_function(FunctionName=name)["Code"]["Location"], timeout=30
+    ) as r:
         assert r.read() == new_zip
 
 
@@ -259,7 +300,9 @@ def test_update_function_code_with_the_current_revision_id(lam: Any) -> None:
     name = unique()
     before = create(lam, name, CODE)
     new_zip = make_zip({"app.py": CODE + "# rev\n"})
-    updated = lam.update_function_code(FunctionName=name, ZipFile=new_zip, RevisionId=before["RevisionId"])
+    updated = lam.update_function_code(
+        FunctionName=name, ZipFile=new_zip, RevisionId=before["RevisionId"]
+    )
     assert updated["CodeSha256"] == sha256_b64(new_zip)
 
 
@@ -296,7 +339,11 @@ def test_update_function_code_dry_run_still_validates(server: LiveServer, lam: A
 def test_update_function_configuration_merges_fields_and_replaces_environment(lam: Any) -> None:
     name = unique()
     before = create(
-        lam, name, CODE, Description="original", Timeout=5,
+        lam,
+        name,
+        CODE,
+        Description="original",
+        Timeout=5,
         Environment={"Variables": {"FOO": "1", "BAR": "2"}},
     )
     updated = lam.update_function_configuration(FunctionName=name, MemorySize=256)
@@ -308,7 +355,10 @@ def test_update_function_configuration_merges_fields_and_replaces_environment(la
     assert updated["RevisionId"] != before["RevisionId"]
 
     replaced = lam.update_function_configuration(
-        FunctionName=name, Environment={"Variables": {"BAZ": "3"}}, Timeout=60, Handler="app.other",
+        FunctionName=name,
+        Environment={"Variables": {"BAZ": "3"}},
+        Timeout=60,
+        Handler="app.other",
     )
     assert replaced["Environment"] == {"Variables": {"BAZ": "3"}}
     assert replaced["Timeout"] == 60
@@ -337,7 +387,10 @@ def test_update_function_configuration_with_the_current_revision_id(lam: Any) ->
 def test_update_function_configuration_can_change_runtime(lam: Any) -> None:
     name = unique()
     create(lam, name, CODE, runtime="python3.11")
-    assert lam.update_function_configuration(FunctionName=name, Runtime="python3.12")["Runtime"] == "python3.12"
+    assert (
+        lam.update_function_configuration(FunctionName=name, Runtime="python3.12")["Runtime"]
+        == "python3.12"
+    )
     assert config_of(lam, name)["Runtime"] == "python3.12"
 
 
@@ -351,7 +404,11 @@ def test_delete_function(lam: Any) -> None:
     assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 204
     status, code, _ = client_error(lam.get_function, FunctionName=name)
     assert (status, code) == (404, "ResourceNotFoundException")
-    names = [f["FunctionName"] for p in lam.get_paginator("list_functions").paginate() for f in p["Functions"]]
+    names = [
+        f["FunctionName"]
+        for p in lam.get_paginator("list_functions").paginate()
+        for f in p["Functions"]
+    ]
     assert name not in names
     # The name is free again.
     assert create(lam, name, CODE)["FunctionName"] == name
@@ -414,7 +471,10 @@ def test_get_account_settings(lam: Any) -> None:
     assert limit["TotalCodeSize"] > 0
     zip_bytes = make_zip({"app.py": CODE + f"# {uuid.uuid4()}\n"})
     lam.create_function(
-        FunctionName=unique(), Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        FunctionName=unique(),
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
         Code={"ZipFile": zip_bytes},
     )
     after = lam.get_account_settings()["AccountUsage"]
@@ -435,7 +495,9 @@ def test_get_account_settings(lam: Any) -> None:
         ("delete_function", {}),
     ],
 )
-def test_missing_function_is_404(lam: Any, unchanged: None, operation: str, params: dict[str, Any]) -> None:
+def test_missing_function_is_404(
+    lam: Any, unchanged: None, operation: str, params: dict[str, Any]
+) -> None:
     name = unique("missing")
     status, code, message = client_error(getattr(lam, operation), FunctionName=name, **params)
     assert (status, code) == (404, "ResourceNotFoundException")
@@ -448,7 +510,10 @@ def test_duplicate_create_is_409(server: LiveServer, lam: Any) -> None:
     original = config_of(lam, name)
     before = snapshot(server, lam)
     status, code, message = client_error(
-        lam.create_function, **create_params(name, Description="second", Code={"ZipFile": make_zip({"app.py": "x = 2\n"})})
+        lam.create_function,
+        **create_params(
+            name, Description="second", Code={"ZipFile": make_zip({"app.py": "x = 2\n"})}
+        ),
     )
     assert (status, code) == (409, "ResourceConflictException")
     assert name in message
@@ -463,7 +528,10 @@ def test_stale_revision_id_on_update_configuration_is_412(server: LiveServer, la
     current = config_of(lam, name)
     before = snapshot(server, lam)
     status, code, _ = client_error(
-        lam.update_function_configuration, FunctionName=name, Timeout=99, Runtime="python3.13",
+        lam.update_function_configuration,
+        FunctionName=name,
+        Timeout=99,
+        Runtime="python3.13",
         RevisionId=first["RevisionId"],
     )
     assert (status, code) == (412, "PreconditionFailedException")
@@ -479,8 +547,11 @@ def test_stale_revision_id_on_update_code_is_412(server: LiveServer, lam: Any) -
     before = snapshot(server, lam)
     for dry_run in (False, True):
         status, code, _ = client_error(
-            lam.update_function_code, FunctionName=name, ZipFile=make_zip({"app.py": f"x = '{uuid.uuid4()}'\n"}),
-            RevisionId=first["RevisionId"], DryRun=dry_run,
+            lam.update_function_code,
+            FunctionName=name,
+            ZipFile=make_zip({"app.py": f"x = '{uuid.uuid4()}'\n"}),
+            RevisionId=first["RevisionId"],
+            DryRun=dry_run,
         )
         assert (status, code) == (412, "PreconditionFailedException")
     assert config_of(lam, name) == current
@@ -500,7 +571,9 @@ OUT_OF_RANGE = [
 
 
 @pytest.mark.parametrize("setting, member", OUT_OF_RANGE, ids=lambda v: str(v))
-def test_out_of_range_create_is_400(lam_raw: Any, unchanged: None, setting: dict[str, Any], member: str) -> None:
+def test_out_of_range_create_is_400(
+    lam_raw: Any, unchanged: None, setting: dict[str, Any], member: str
+) -> None:
     name = unique()
     status, code, message = client_error(lam_raw.create_function, **create_params(name, **setting))
     assert (status, code) == (400, "ValidationException")
@@ -517,7 +590,9 @@ def test_out_of_range_update_is_400(
     create(lam, name, CODE)
     current = config_of(lam, name)
     before = snapshot(server, lam)
-    status, code, message = client_error(lam_raw.update_function_configuration, FunctionName=name, **setting)
+    status, code, message = client_error(
+        lam_raw.update_function_configuration, FunctionName=name, **setting
+    )
     assert (status, code) == (400, "ValidationException")
     assert member in message
     assert config_of(lam, name) == current
@@ -546,8 +621,12 @@ def test_several_violations_are_reported_together(lam_raw: Any, unchanged: None)
     ],
     ids=["name", "handler", "role", "long-name", "one-letter-env", "dash-env"],
 )
-def test_bad_patterns_are_400(lam_raw: Any, unchanged: None, override: dict[str, Any], member: str) -> None:
-    status, code, message = client_error(lam_raw.create_function, **create_params(unique(), **override))
+def test_bad_patterns_are_400(
+    lam_raw: Any, unchanged: None, override: dict[str, Any], member: str
+) -> None:
+    status, code, message = client_error(
+        lam_raw.create_function, **create_params(unique(), **override)
+    )
     assert (status, code) == (400, "ValidationException")
     assert f"at '{member}' failed to satisfy constraint" in message
 
@@ -560,11 +639,15 @@ def test_missing_required_member_is_400(lam_raw: Any, unchanged: None) -> None:
     assert "Value null at 'role' failed to satisfy constraint: Member must not be null" in message
 
 
-def test_unsupported_runtime_names_the_runtimes_this_host_runs(server: LiveServer, lam_raw: Any, unchanged: None) -> None:
+def test_unsupported_runtime_names_the_runtimes_this_host_runs(
+    server: LiveServer, lam_raw: Any, unchanged: None
+) -> None:
     with urllib.request.urlopen(server.endpoint + "/health", timeout=10) as response:
         installed = json.loads(response.read())["runtimes"]
     assert installed, "the host should run at least one python3.x runtime"
-    status, code, message = client_error(lam_raw.create_function, **create_params(unique(), Runtime="nodejs20.x"))
+    status, code, message = client_error(
+        lam_raw.create_function, **create_params(unique(), Runtime="nodejs20.x")
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert "nodejs20.x" in message
     assert re.search(r"python3\.1\d", message)
@@ -577,7 +660,9 @@ def test_unsupported_runtime_on_update_is_400(server: LiveServer, lam: Any, lam_
     create(lam, name, CODE)
     current = config_of(lam, name)
     before = snapshot(server, lam)
-    status, code, _ = client_error(lam_raw.update_function_configuration, FunctionName=name, Runtime="nodejs20.x")
+    status, code, _ = client_error(
+        lam_raw.update_function_configuration, FunctionName=name, Runtime="nodejs20.x"
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert config_of(lam, name) == current
     assert snapshot(server, lam) == before
@@ -586,7 +671,9 @@ def test_unsupported_runtime_on_update_is_400(server: LiveServer, lam: Any, lam_
 def test_reserved_environment_variable_is_400(lam_raw: Any, unchanged: None) -> None:
     status, code, message = client_error(
         lam_raw.create_function,
-        **create_params(unique(), Environment={"Variables": {"AWS_REGION": "eu-west-1", "MINE": "ok"}}),
+        **create_params(
+            unique(), Environment={"Variables": {"AWS_REGION": "eu-west-1", "MINE": "ok"}}
+        ),
     )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert "reserved keys" in message
@@ -596,7 +683,8 @@ def test_reserved_environment_variable_is_400(lam_raw: Any, unchanged: None) -> 
 
 def test_environment_over_4kb_is_400(lam_raw: Any, unchanged: None) -> None:
     status, code, message = client_error(
-        lam_raw.create_function, **create_params(unique(), Environment={"Variables": {"BIG": "x" * 4100}})
+        lam_raw.create_function,
+        **create_params(unique(), Environment={"Variables": {"BIG": "x" * 4100}}),
     )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert "4KB" in message
@@ -608,7 +696,9 @@ def test_environment_of_exactly_4kb_is_accepted(lam: Any) -> None:
     created = create(lam, name, CODE, Environment={"Variables": {"BIG": "x" * 4086}})
     assert len(created["Environment"]["Variables"]["BIG"]) == 4086
     status, code, _ = client_error(
-        lam.update_function_configuration, FunctionName=name, Environment={"Variables": {"BIG": "x" * 4087}}
+        lam.update_function_configuration,
+        FunctionName=name,
+        Environment={"Variables": {"BIG": "x" * 4087}},
     )
     assert (status, code) == (400, "InvalidParameterValueException")
 
@@ -619,7 +709,9 @@ def test_reserved_environment_variable_on_update_is_400(server: LiveServer, lam:
     current = config_of(lam, name)
     before = snapshot(server, lam)
     status, code, _ = client_error(
-        lam.update_function_configuration, FunctionName=name, Environment={"Variables": {"LAMBDA_TASK_ROOT": "/x"}}
+        lam.update_function_configuration,
+        FunctionName=name,
+        Environment={"Variables": {"LAMBDA_TASK_ROOT": "/x"}},
     )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert config_of(lam, name) == current
@@ -642,7 +734,9 @@ def test_not_a_zip_on_update_code_is_400(server: LiveServer, lam: Any) -> None:
     create(lam, name, CODE)
     current = config_of(lam, name)
     before = snapshot(server, lam)
-    status, code, message = client_error(lam.update_function_code, FunctionName=name, ZipFile=b"PK\x03\x04 nope")
+    status, code, message = client_error(
+        lam.update_function_code, FunctionName=name, ZipFile=b"PK\x03\x04 nope"
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert message.startswith("Could not unzip uploaded file")
     assert config_of(lam, name) == current
@@ -660,7 +754,9 @@ def test_zip_entries_escaping_the_package_are_400(
     absolute_existed = Path("/abs.py").exists()
     status, code, _ = client_error(
         lam.create_function,
-        **create_params(unique(), Code={"ZipFile": make_zip({"app.py": CODE, entry: "import os\n"})}),
+        **create_params(
+            unique(), Code={"ZipFile": make_zip({"app.py": CODE, entry: "import os\n"})}
+        ),
     )
     assert (status, code) == (400, "InvalidParameterValueException")
     sandbox_root = server.data_dir.parent
@@ -705,7 +801,9 @@ def test_symlink_out_of_the_package_is_400(lam: Any, unchanged: None, target: st
     assert "outside the package" in message
 
 
-def test_links_leading_out_through_other_links_are_400(server: LiveServer, lam: Any, unchanged: None) -> None:
+def test_links_leading_out_through_other_links_are_400(
+    server: LiveServer, lam: Any, unchanged: None
+) -> None:
     import stat
 
     buffer = io.BytesIO()
@@ -741,7 +839,9 @@ def zip_bomb() -> bytes:
 
 
 def test_zip_bomb_is_400(server: LiveServer, lam: Any, unchanged: None, zip_bomb: bytes) -> None:
-    status, code, message = client_error(lam.create_function, **create_params(unique(), Code={"ZipFile": zip_bomb}))
+    status, code, message = client_error(
+        lam.create_function, **create_params(unique(), Code={"ZipFile": zip_bomb})
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert message.startswith("Unzipped size must be smaller than")
     assert str(250 * 1024 * 1024) in message
@@ -752,7 +852,9 @@ def test_zip_bomb_on_update_code_is_400(server: LiveServer, lam: Any, zip_bomb: 
     create(lam, name, CODE)
     current = config_of(lam, name)
     before = snapshot(server, lam)
-    status, code, message = client_error(lam.update_function_code, FunctionName=name, ZipFile=zip_bomb)
+    status, code, message = client_error(
+        lam.update_function_code, FunctionName=name, ZipFile=zip_bomb
+    )
     assert (status, code) == (400, "InvalidParameterValueException")
     assert message.startswith("Unzipped size must be smaller than")
     assert config_of(lam, name) == current
@@ -761,7 +863,8 @@ def test_zip_bomb_on_update_code_is_400(server: LiveServer, lam: Any, zip_bomb: 
 
 def test_code_from_s3_or_image_is_refused(lam: Any, unchanged: None) -> None:
     status, code, _ = client_error(
-        lam.create_function, **create_params(unique(), Code={"S3Bucket": "bucket", "S3Key": "key.zip"})
+        lam.create_function,
+        **create_params(unique(), Code={"S3Bucket": "bucket", "S3Key": "key.zip"}),
     )
     assert (status, code) == (400, "InvalidParameterValueException")
 
@@ -797,11 +900,15 @@ def test_zip_over_50_mb_is_413(lam: Any, unchanged: None) -> None:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("app.py", CODE)
         archive.writestr("blob.bin", os.urandom(50 * 1024 * 1024 + 512 * 1024))
-    status, code, _ = client_error(lam.create_function, **create_params(unique(), Code={"ZipFile": buffer.getvalue()}))
+    status, code, _ = client_error(
+        lam.create_function, **create_params(unique(), Code={"ZipFile": buffer.getvalue()})
+    )
     assert (status, code) == (413, "RequestEntityTooLargeException")
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"[1, 2, 3]", b"\xff\xfe"], ids=["syntax", "array", "bytes"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"[1, 2, 3]", b"\xff\xfe"], ids=["syntax", "array", "bytes"]
+)
 def test_body_that_is_not_json_is_400(server: LiveServer, unchanged: None, body: bytes) -> None:
     status, headers, payload = raw_post(server, "/2015-03-31/functions", body)
     assert status == 400
@@ -816,7 +923,9 @@ def test_invalid_base64_zip_is_400(server: LiveServer, unchanged: None) -> None:
     body = json.dumps({**create_params(unique(), Code={"ZipFile": "***not base64***"})}).encode()
     status, headers, _ = raw_post(server, "/2015-03-31/functions", body)
     assert status == 400
-    assert {k.lower(): v for k, v in headers.items()}["x-amzn-errortype"] == "InvalidRequestContentException"
+    assert {k.lower(): v for k, v in headers.items()}[
+        "x-amzn-errortype"
+    ] == "InvalidRequestContentException"
 
 
 # -- The AWS CLI ---------------------------------------------------------------------------------
@@ -837,7 +946,11 @@ def aws_cli(server: LiveServer, tmp_path: Path, *args: str) -> Any:
     env.pop("AWS_PROFILE", None)
     done = subprocess.run(
         [str(aws), "--endpoint-url", server.endpoint, "--output", "json", "lambda", *args],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

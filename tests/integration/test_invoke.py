@@ -86,16 +86,36 @@ def test_hello_world_from_the_aws_cli(lam: Any, server: LiveServer, tmp_path: Pa
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
     }
-    version = subprocess.run([str(aws), "--version"], env=env, capture_output=True, text=True,
-                             timeout=60, check=True)
+    version = subprocess.run(
+        [str(aws), "--version"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     # AWS CLI v2 base64-decodes blobs unless told otherwise; v1 sends them raw and has no flag.
-    binary_format = [] if "aws-cli/1." in version.stdout + version.stderr else [
-        "--cli-binary-format", "raw-in-base64-out"]
+    binary_format = (
+        []
+        if "aws-cli/1." in version.stdout + version.stderr
+        else ["--cli-binary-format", "raw-in-base64-out"]
+    )
     done = subprocess.run(
-        [str(aws), "lambda", "invoke", "--endpoint-url", server.endpoint,
-         "--function-name", name, *binary_format,
-         "--payload", '{"username":"Sally"}', "--log-type", "Tail", str(out)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        [
+            str(aws),
+            "lambda",
+            "invoke",
+            "--endpoint-url",
+            server.endpoint,
+            "--function-name",
+            name,
+            *binary_format,
+            "--payload",
+            '{"username":"Sally"}',
+            "--log-type",
+            "Tail",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -109,7 +129,9 @@ def test_hello_world_from_the_aws_cli(lam: Any, server: LiveServer, tmp_path: Pa
 # -- the log tail ------------------------------------------------------------------------------
 
 
-def test_tail_has_start_output_end_and_report_with_init_duration_on_cold_starts_only(lam: Any) -> None:
+def test_tail_has_start_output_end_and_report_with_init_duration_on_cold_starts_only(
+    lam: Any,
+) -> None:
     code = """
 import logging
 
@@ -127,7 +149,7 @@ def handler(event, context):
         request_id = result.request_id
         start = lines.index(f"START RequestId: {request_id} Version: $LATEST")
         end = lines.index(f"END RequestId: {request_id}")
-        between = lines[start + 1:end]
+        between = lines[start + 1 : end]
         assert f"printed {n}" in between
         warned = [line for line in between if line.startswith("[WARNING]\t")]
         assert len(warned) == 1
@@ -171,7 +193,7 @@ def handler(event, context):
         lines = result.log.splitlines()
         start = lines.index(f"START RequestId: {result.request_id} Version: $LATEST")
         end = lines.index(f"END RequestId: {result.request_id}")
-        output = "\n".join(lines[start + 1:end])
+        output = "\n".join(lines[start + 1 : end])
         assert "no newline" in output and "partial on stderr" in output
         assert "\x1e" not in result.log  # the runtime's end-of-output marker never shows
 
@@ -213,8 +235,13 @@ def handler(event, context):
     name = deploy(lam, code, "outputs")
     result = invoke(lam, name)
     assert result.function_error is None, result.payload
-    for text in ("from print", "from logging", "from /dev/stdout", "from a child process",
-                 "from fd 2"):
+    for text in (
+        "from print",
+        "from logging",
+        "from /dev/stdout",
+        "from a child process",
+        "from fd 2",
+    ):
         assert text in result.log, text
 
 
@@ -232,7 +259,9 @@ def test_dry_run_answers_204_and_runs_nothing(lam: Any) -> None:
 
 
 def test_dry_run_of_a_missing_function_is_404(lam: Any) -> None:
-    status, code, _ = client_error(lam.invoke, FunctionName=unique("missing"), InvocationType="DryRun")
+    status, code, _ = client_error(
+        lam.invoke, FunctionName=unique("missing"), InvocationType="DryRun"
+    )
     assert (status, code) == (404, "ResourceNotFoundException")
 
 
@@ -323,27 +352,38 @@ def test_the_invoke_response_carries_the_invocations_request_id(lam: Any) -> Non
     ("files", "handler", "error_type", "message"),
     [
         pytest.param(
-            {"app.py": HELLO}, "nosuch.handler", "Runtime.ImportModuleError",
-            "Unable to import module 'nosuch': No module named 'nosuch'", id="missing-module",
+            {"app.py": HELLO},
+            "nosuch.handler",
+            "Runtime.ImportModuleError",
+            "Unable to import module 'nosuch': No module named 'nosuch'",
+            id="missing-module",
         ),
         pytest.param(
             {"app.py": "import not_installed_anywhere\n\ndef handler(e, c):\n    return 1\n"},
-            "app.handler", "Runtime.ImportModuleError",
+            "app.handler",
+            "Runtime.ImportModuleError",
             "Unable to import module 'app': No module named 'not_installed_anywhere'",
             id="missing-dependency",
         ),
         pytest.param(
-            {"app.py": HELLO}, "app.nothere", "Runtime.HandlerNotFound",
-            "Handler 'nothere' missing on module 'app'", id="missing-handler",
+            {"app.py": HELLO},
+            "app.nothere",
+            "Runtime.HandlerNotFound",
+            "Handler 'nothere' missing on module 'app'",
+            id="missing-handler",
         ),
         pytest.param(
-            {"app.py": "def handler(event, context)\n    return 1\n"}, "app.handler",
-            "Runtime.UserCodeSyntaxError", "Syntax error in module 'app': ", id="syntax-error",
+            {"app.py": "def handler(event, context)\n    return 1\n"},
+            "app.handler",
+            "Runtime.UserCodeSyntaxError",
+            "Syntax error in module 'app': ",
+            id="syntax-error",
         ),
     ],
 )
-def test_init_errors(lam: Any, files: dict[str, str], handler: str, error_type: str,
-                     message: str) -> None:
+def test_init_errors(
+    lam: Any, files: dict[str, str], handler: str, error_type: str, message: str
+) -> None:
     name = deploy(lam, files, "init-error", handler=handler)
     for _ in range(2):  # every call retries the init, and fails the same way
         result = invoke(lam, name)
@@ -381,7 +421,7 @@ def test_a_handler_in_a_subfolder(lam: Any, handler: str) -> None:
     files: dict[str, str | bytes] = {
         "pkg/__init__.py": "",
         "pkg/handlers/mod.py": "from pkg import helper\n\ndef func(event, context):\n"
-                               "    return [__name__, helper.VALUE]\n",
+        "    return [__name__, helper.VALUE]\n",
         "pkg/helper.py": "VALUE = 42\n",
     }
     name = deploy(lam, files, "subfolder", handler=handler)
@@ -395,8 +435,7 @@ def test_every_python_runtime_runs_hello_world(lam: Any, server: LiveServer, run
     if runtime not in available:
         pytest.skip(f"{runtime} is not installed on this host")
     code = HELLO + (
-        "\nimport sys\n\ndef version(event, context):\n"
-        "    return '%d.%d' % sys.version_info[:2]\n"
+        "\nimport sys\n\ndef version(event, context):\n    return '%d.%d' % sys.version_info[:2]\n"
     )
     name = deploy(lam, code, "rt-" + runtime.replace(".", ""), runtime=runtime)
     assert ok(lam, name, {"username": "Sally"}) == "Hello, Sally"
@@ -456,7 +495,11 @@ def handler(event, context):
 """
     name = deploy(lam, code, "paths")
     seen = ok(lam, name)
-    assert seen["path"][:3] == ["/var/task", "/opt/python/lib/python3.12/site-packages", "/opt/python"]
+    assert seen["path"][:3] == [
+        "/var/task",
+        "/opt/python/lib/python3.12/site-packages",
+        "/opt/python",
+    ]
     assert not [p for p in seen["path"] if "ember" in p]
     assert seen["argv"] == ["/var/runtime/bootstrap.py"]
 
@@ -501,7 +544,8 @@ def test_the_context_object(lam: Any) -> None:
         "env": {"locale": "en_GB"},
     }
     result = invoke(
-        lam, name,
+        lam,
+        name,
         ClientContext=base64.b64encode(json.dumps(client_context).encode()).decode(),
     )
     seen = result.payload
@@ -515,8 +559,10 @@ def test_the_context_object(lam: Any) -> None:
     assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", seen["log_stream_name"])
     assert seen["identity"] == [None, None]
     assert seen["client_context"] == {
-        "installation_id": "inst-1", "app_title": "Demo",
-        "custom": {"tenant": "blue"}, "env": {"locale": "en_GB"},
+        "installation_id": "inst-1",
+        "app_title": "Demo",
+        "custom": {"tenant": "blue"},
+        "env": {"locale": "en_GB"},
     }
     first, second = seen["remaining"]
     assert 0 < second < first <= 7000
@@ -530,8 +576,13 @@ def test_the_context_object(lam: Any) -> None:
 
 def test_reserved_and_own_environment_variables(lam: Any, server: LiveServer) -> None:
     code = "import os\n\ndef handler(event, context):\n    return dict(os.environ)\n"
-    name = deploy(lam, code, "env", MemorySize=320,
-                  Environment={"Variables": {"MY_SETTING": "on", "GREETING": "hi there"}})
+    name = deploy(
+        lam,
+        code,
+        "env",
+        MemorySize=320,
+        Environment={"Variables": {"MY_SETTING": "on", "GREETING": "hi there"}},
+    )
     env = ok(lam, name)
     expected = {
         "AWS_LAMBDA_FUNCTION_NAME": name,
@@ -547,7 +598,9 @@ def test_reserved_and_own_environment_variables(lam: Any, server: LiveServer) ->
     }
     assert {key: env.get(key) for key in expected} == expected
     assert env["TZ"]
-    assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", env["AWS_LAMBDA_LOG_STREAM_NAME"])
+    assert re.fullmatch(
+        r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", env["AWS_LAMBDA_LOG_STREAM_NAME"]
+    )
     assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"]
     # Nothing of the host's environment leaks in.
     leaked = {k for k in env if k.startswith(("EMBER_", "PYTEST", "VIRTUAL_ENV"))}
@@ -587,7 +640,8 @@ def test_a_code_update_retires_old_instances(lam: Any) -> None:
     name = deploy(lam, "def handler(event, context):\n    return 'v1'\n", "update")
     assert ok(lam, name) == "v1"
     lam.update_function_code(
-        FunctionName=name, ZipFile=make_zip({"app.py": "def handler(event, context):\n    return 'v2'\n"})
+        FunctionName=name,
+        ZipFile=make_zip({"app.py": "def handler(event, context):\n    return 'v2'\n"}),
     )
     first = invoke(lam, name)
     assert first.payload == "v2"
@@ -598,7 +652,9 @@ def test_a_configuration_update_retires_old_instances(lam: Any) -> None:
     code = "import os\n\ndef handler(event, context):\n    return os.environ.get('COLOR')\n"
     name = deploy(lam, code, "reconf", Environment={"Variables": {"COLOR": "red"}})
     assert ok(lam, name) == "red"
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"COLOR": "blue"}})
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": {"COLOR": "blue"}}
+    )
     assert ok(lam, name) == "blue"
 
 
@@ -643,7 +699,9 @@ def handler(event, context):
 
 
 def test_payload_up_to_6_mb_is_accepted(lam: Any) -> None:
-    name = deploy(lam, "def handler(event, context):\n    return len(event)\n", "big-ok", MemorySize=512)
+    name = deploy(
+        lam, "def handler(event, context):\n    return len(event)\n", "big-ok", MemorySize=512
+    )
     payload = json.dumps("x" * (SIX_MB - 100))
     assert ok(lam, name, Payload=payload, LogType="None") == SIX_MB - 100
 
@@ -722,7 +780,9 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 def _raw_invoke(endpoint: str, name: str) -> tuple[int, dict[str, str], Any]:
     request = urllib.request.Request(
-        f"{endpoint}/2015-03-31/functions/{name}/invocations", data=b"{}", method="POST",
+        f"{endpoint}/2015-03-31/functions/{name}/invocations",
+        data=b"{}",
+        method="POST",
         headers={"Content-Type": "application/json"},  # urllib's default (a form) is refused
     )
     try:

@@ -35,8 +35,12 @@ def _records(log: str) -> list[Any]:
 
 
 def test_json_format_writes_platform_records_and_json_application_logs(lam: Any) -> None:
-    name = deploy(lam, LOGS_AT_EVERY_LEVEL, "jsonlogs",
-                  LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "INFO"})
+    name = deploy(
+        lam,
+        LOGS_AT_EVERY_LEVEL,
+        "jsonlogs",
+        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "INFO"},
+    )
     config = lam.get_function_configuration(FunctionName=name)["LoggingConfig"]
     assert config["LogFormat"] == "JSON" and config["ApplicationLogLevel"] == "INFO"
 
@@ -56,13 +60,19 @@ def test_json_format_writes_platform_records_and_json_application_logs(lam: Any)
         ("INFO", "an info line"),
         ("WARNING", "a warning line"),
     ]  # DEBUG is below ApplicationLogLevel INFO
-    assert all(r["logger"] == "app" and r["requestId"] == start["record"]["requestId"] for r in application)
+    assert all(
+        r["logger"] == "app" and r["requestId"] == start["record"]["requestId"] for r in application
+    )
     assert "printed as is" in records  # stdout stays plain text
 
 
 def test_application_log_level_filters_and_errors_are_json(lam: Any) -> None:
-    name = deploy(lam, LOGS_AT_EVERY_LEVEL, "jsonwarn",
-                  LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"})
+    name = deploy(
+        lam,
+        LOGS_AT_EVERY_LEVEL,
+        "jsonwarn",
+        LoggingConfig={"LogFormat": "JSON", "ApplicationLogLevel": "WARN"},
+    )
     result = invoke(lam, name, {"fail": True})
     assert result.function_error == "Unhandled"
     records = _records(result.log)
@@ -76,8 +86,12 @@ def test_application_log_level_filters_and_errors_are_json(lam: Any) -> None:
 
 
 def test_system_log_level_warn_drops_the_platform_records_of_good_invocations(lam: Any) -> None:
-    name = deploy(lam, LOGS_AT_EVERY_LEVEL, "jsonsys",
-                  LoggingConfig={"LogFormat": "JSON", "SystemLogLevel": "WARN"})
+    name = deploy(
+        lam,
+        LOGS_AT_EVERY_LEVEL,
+        "jsonsys",
+        LoggingConfig={"LogFormat": "JSON", "SystemLogLevel": "WARN"},
+    )
     records = _records(invoke(lam, name).log)
     assert not [r for r in records if isinstance(r, dict) and "type" in r]
 
@@ -91,7 +105,10 @@ def test_text_format_is_the_default_and_a_custom_log_group_is_used(lam: Any, ser
     logs = server.client("logs")
     deadline = time.monotonic() + 10  # logs are stored by a writer thread, just after the call
     while True:
-        groups = [g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix="/custom/")["logGroups"]]
+        groups = [
+            g["logGroupName"]
+            for g in logs.describe_log_groups(logGroupNamePrefix="/custom/")["logGroups"]
+        ]
         if groups or time.monotonic() > deadline:
             break
         time.sleep(0.05)

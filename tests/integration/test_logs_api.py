@@ -81,8 +81,11 @@ def test_describe_log_groups(logs: Any, logged: LoggedFunction) -> None:
     assert group["storedBytes"] > 0
     assert abs(group["creationTime"] - time.time() * 1000) < 600_000
     assert "retentionInDays" not in group
-    everything = [g["logGroupName"] for p in logs.get_paginator("describe_log_groups").paginate()
-                  for g in p["logGroups"]]
+    everything = [
+        g["logGroupName"]
+        for p in logs.get_paginator("describe_log_groups").paginate()
+        for g in p["logGroups"]
+    ]
     assert logged.group in everything
     assert everything == sorted(everything)
     by_pattern = logs.describe_log_groups(logGroupNamePattern=logged.name.upper())["logGroups"]
@@ -110,8 +113,12 @@ def test_describe_log_streams(logs: Any, logged: LoggedFunction) -> None:
     assert len(streams) == 1  # three warm invocations on one instance
     stream = streams[0]
     assert STREAM_NAME.fullmatch(stream["logStreamName"]), stream["logStreamName"]
-    assert stream["logStreamName"].startswith(time.strftime("%Y/%m/%d/", time.gmtime(stream["creationTime"] / 1000)))
-    assert stream["firstEventTimestamp"] <= stream["lastEventTimestamp"] <= stream["lastIngestionTime"]
+    assert stream["logStreamName"].startswith(
+        time.strftime("%Y/%m/%d/", time.gmtime(stream["creationTime"] / 1000))
+    )
+    assert (
+        stream["firstEventTimestamp"] <= stream["lastEventTimestamp"] <= stream["lastIngestionTime"]
+    )
     assert stream["arn"] == (
         f"arn:aws:logs:us-east-1:000000000000:log-group:{logged.group}:log-stream:{stream['logStreamName']}"
     )
@@ -129,8 +136,11 @@ def test_describe_log_streams_order_and_pages(logs: Any) -> None:
     names = ["c", "a", "d", "b", "e"]
     for i, name in enumerate(names):
         logs.create_log_stream(logGroupName=group, logStreamName=name)
-        logs.put_log_events(logGroupName=group, logStreamName=name,
-                            logEvents=[{"timestamp": now - 10_000 + i, "message": f"in {name}"}])
+        logs.put_log_events(
+            logGroupName=group,
+            logStreamName=name,
+            logEvents=[{"timestamp": now - 10_000 + i, "message": f"in {name}"}],
+        )
 
     def listed(**params: Any) -> list[str]:
         pages = logs.get_paginator("describe_log_streams").paginate(
@@ -145,7 +155,10 @@ def test_describe_log_streams_order_and_pages(logs: Any) -> None:
     logs.create_log_stream(logGroupName=group, logStreamName="ab")
     assert listed(logStreamNamePrefix="a") == ["a", "ab"]
     status, code, message = client_error(
-        logs.describe_log_streams, logGroupName=group, orderBy="LastEventTime", logStreamNamePrefix="a"
+        logs.describe_log_streams,
+        logGroupName=group,
+        orderBy="LastEventTime",
+        logStreamNamePrefix="a",
     )
     assert (status, code) == (400, "InvalidParameterException")
     assert "LastEventTime" in message
@@ -156,7 +169,9 @@ def test_describe_log_streams_order_and_pages(logs: Any) -> None:
 
 def test_get_log_events_of_a_function(logs: Any, logged: LoggedFunction) -> None:
     stream = logs.describe_log_streams(logGroupName=logged.group)["logStreams"][0]["logStreamName"]
-    events = logs.get_log_events(logGroupName=logged.group, logStreamName=stream, startFromHead=True)["events"]
+    events = logs.get_log_events(
+        logGroupName=logged.group, logStreamName=stream, startFromHead=True
+    )["events"]
     text = [e["message"] for e in events]
     for request_id in logged.request_ids:
         assert f"START RequestId: {request_id} Version: $LATEST" in text
@@ -178,8 +193,11 @@ def test_get_log_events_tokens(logs: Any) -> None:
     logs.create_log_group(logGroupName=group)
     logs.create_log_stream(logGroupName=group, logStreamName="s")
     now = int(time.time() * 1000)
-    logs.put_log_events(logGroupName=group, logStreamName="s",
-                        logEvents=[{"timestamp": now - 25_000 + i, "message": f"m{i:02d}"} for i in range(25)])
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[{"timestamp": now - 25_000 + i, "message": f"m{i:02d}"} for i in range(25)],
+    )
 
     def get(**params: Any) -> dict[str, Any]:
         return dict(logs.get_log_events(logGroupName=group, logStreamName="s", **params))
@@ -204,8 +222,9 @@ def test_get_log_events_tokens(logs: Any) -> None:
     assert seen == [f"m{i:02d}" for i in range(25)]
 
     # New events are picked up with the last forward token.
-    logs.put_log_events(logGroupName=group, logStreamName="s",
-                        logEvents=[{"timestamp": now, "message": "late"}])
+    logs.put_log_events(
+        logGroupName=group, logStreamName="s", logEvents=[{"timestamp": now, "message": "late"}]
+    )
     page = get(nextToken=token)
     assert text(page) == ["late"]
     assert page["nextForwardToken"] != token
@@ -225,8 +244,9 @@ def test_get_log_events_tokens(logs: Any) -> None:
     # A time window: startTime inclusive, endTime exclusive.
     window = get(startTime=now - 25_000 + 3, endTime=now - 25_000 + 6, startFromHead=True)
     assert text(window) == ["m03", "m04", "m05"]
-    status, code, _ = client_error(logs.get_log_events, logGroupName=group, logStreamName="s",
-                                   nextToken="f/123")
+    status, code, _ = client_error(
+        logs.get_log_events, logGroupName=group, logStreamName="s", nextToken="f/123"
+    )
     assert (status, code) == (400, "InvalidParameterException")
 
 
@@ -236,7 +256,11 @@ def test_get_log_events_tokens(logs: Any) -> None:
 def test_filter_log_events_fields(logs: Any, logged: LoggedFunction) -> None:
     response = logs.filter_log_events(logGroupName=logged.group, filterPattern="hello")
     events = response["events"]
-    assert [e["message"] for e in events] == ["hello 1 from print", "hello 2 from print", "hello 3 from print"]
+    assert [e["message"] for e in events] == [
+        "hello 1 from print",
+        "hello 2 from print",
+        "hello 3 from print",
+    ]
     stream = logs.describe_log_streams(logGroupName=logged.group)["logStreams"][0]["logStreamName"]
     for event in events:
         assert event["logStreamName"] == stream
@@ -257,7 +281,9 @@ def test_filter_log_events_fields(logs: Any, logged: LoggedFunction) -> None:
         ("ERROR -INFO", ["payment failed for order 3", '"level": "ERROR"']),
     ],
 )
-def test_filter_log_events_terms(logs: Any, logged: LoggedFunction, pattern: str, expected: list[str] | None) -> None:
+def test_filter_log_events_terms(
+    logs: Any, logged: LoggedFunction, pattern: str, expected: list[str] | None
+) -> None:
     found = messages(logs, logged.group, pattern)
     if expected is None:
         assert len(found) == 3 and not any("healthcheck" in m for m in found)
@@ -289,7 +315,9 @@ def test_filter_log_events_terms_are_case_sensitive(logs: Any, logged: LoggedFun
         ("{ $.latency > 1000 }", []),
     ],
 )
-def test_filter_log_events_json(logs: Any, logged: LoggedFunction, pattern: str, orders: list[int]) -> None:
+def test_filter_log_events_json(
+    logs: Any, logged: LoggedFunction, pattern: str, orders: list[int]
+) -> None:
     found = [json.loads(m)["order"]["id"] for m in messages(logs, logged.group, pattern)]
     assert found == orders
 
@@ -300,12 +328,19 @@ def test_filter_log_events_time_streams_and_paging(logs: Any) -> None:
     now = int(time.time() * 1000)
     for stream in ("app/1", "app/2", "other"):
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
-        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=[
-            {"timestamp": now - 60_000 + i * 1000, "message": f"{stream} event {i}"} for i in range(20)
-        ])
+        logs.put_log_events(
+            logGroupName=group,
+            logStreamName=stream,
+            logEvents=[
+                {"timestamp": now - 60_000 + i * 1000, "message": f"{stream} event {i}"}
+                for i in range(20)
+            ],
+        )
     everything = all_events(logs, group)
     assert len(everything) == 60
-    assert [e["timestamp"] for e in everything] == sorted(e["timestamp"] for e in everything)  # interleaved
+    assert [e["timestamp"] for e in everything] == sorted(
+        e["timestamp"] for e in everything
+    )  # interleaved
     page = logs.filter_log_events(logGroupName=group, limit=7)
     assert len(page["events"]) == 7 and "nextToken" in page
     paged = all_events(logs, group, PaginationConfig={"PageSize": 7})
@@ -313,15 +348,28 @@ def test_filter_log_events_time_streams_and_paging(logs: Any) -> None:
     # startTime and endTime are both inclusive here
     window = all_events(logs, group, startTime=now - 60_000 + 5000, endTime=now - 60_000 + 7000)
     assert len(window) == 9
-    assert {e["logStreamName"] for e in all_events(logs, group, logStreamNamePrefix="app/")} == {"app/1", "app/2"}
+    assert {e["logStreamName"] for e in all_events(logs, group, logStreamNamePrefix="app/")} == {
+        "app/1",
+        "app/2",
+    }
     chosen = all_events(logs, group, logStreamNames=["other"], filterPattern='"event 1"')
-    assert [e["message"] for e in chosen] == ["other event 1"] + [f"other event {i}" for i in range(10, 20)]
-    status, code, _ = client_error(logs.filter_log_events, logGroupName=group, logStreamNames=["other"],
-                                   logStreamNamePrefix="app")
+    assert [e["message"] for e in chosen] == ["other event 1"] + [
+        f"other event {i}" for i in range(10, 20)
+    ]
+    status, code, _ = client_error(
+        logs.filter_log_events,
+        logGroupName=group,
+        logStreamNames=["other"],
+        logStreamNamePrefix="app",
+    )
     assert (status, code) == (400, "InvalidParameterException")
-    status, code, _ = client_error(logs.filter_log_events, logGroupName=group, filterPattern="{ $.a > x }")
+    status, code, _ = client_error(
+        logs.filter_log_events, logGroupName=group, filterPattern="{ $.a > x }"
+    )
     assert (status, code) == (400, "InvalidParameterException")
-    status, code, _ = client_error(logs.filter_log_events, logGroupName=group, nextToken="not-a-token")
+    status, code, _ = client_error(
+        logs.filter_log_events, logGroupName=group, nextToken="not-a-token"
+    )
     assert (status, code) == (400, "InvalidParameterException")
 
 
@@ -334,48 +382,79 @@ def test_put_log_events_rejections(logs: Any) -> None:
     logs.create_log_stream(logGroupName=group, logStreamName="s")
     now = int(time.time() * 1000)
     day = 86_400_000
-    response = logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
-        {"timestamp": now - 15 * day, "message": "too old"},
-        {"timestamp": now - 15 * day + 1, "message": "too old too"},
-    ])
+    response = logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": now - 15 * day, "message": "too old"},
+            {"timestamp": now - 15 * day + 1, "message": "too old too"},
+        ],
+    )
     assert response["rejectedLogEventsInfo"] == {"tooOldLogEventEndIndex": 1}
-    response = logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
-        {"timestamp": now - 1, "message": "fine"},
-        {"timestamp": now, "message": "fine too"},
-        {"timestamp": now + 3 * 3600 * 1000, "message": "too new"},
-    ])
+    response = logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": now - 1, "message": "fine"},
+            {"timestamp": now, "message": "fine too"},
+            {"timestamp": now + 3 * 3600 * 1000, "message": "too new"},
+        ],
+    )
     assert response["rejectedLogEventsInfo"] == {"tooNewLogEventStartIndex": 2}
     logs.put_retention_policy(logGroupName=group, retentionInDays=1)
-    response = logs.put_log_events(logGroupName=group, logStreamName="s", logEvents=[
-        {"timestamp": now - 2 * day, "message": "expired"},
-        {"timestamp": now - 2 * day + 1, "message": "expired too"},
-    ])
+    response = logs.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": now - 2 * day, "message": "expired"},
+            {"timestamp": now - 2 * day + 1, "message": "expired too"},
+        ],
+    )
     assert response["rejectedLogEventsInfo"] == {"expiredLogEventEndIndex": 1}
     assert [e["message"] for e in all_events(logs, group)] == ["fine", "fine too"]
-    status, code, message = client_error(logs.put_log_events, logGroupName=group, logStreamName="s", logEvents=[
-        {"timestamp": now - 2 * day, "message": "a"}, {"timestamp": now, "message": "b"}])
+    status, code, message = client_error(
+        logs.put_log_events,
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[
+            {"timestamp": now - 2 * day, "message": "a"},
+            {"timestamp": now, "message": "b"},
+        ],
+    )
     assert (status, code) == (400, "InvalidParameterException") and "24 hours" in message
-    status, code, _ = client_error(logs.put_log_events, logGroupName=group, logStreamName="nope",
-                                   logEvents=[{"timestamp": now, "message": "x"}])
+    status, code, _ = client_error(
+        logs.put_log_events,
+        logGroupName=group,
+        logStreamName="nope",
+        logEvents=[{"timestamp": now, "message": "x"}],
+    )
     assert (status, code) == (400, "ResourceNotFoundException")
 
 
 def test_create_twice_is_resource_already_exists(logs: Any) -> None:
     group = unique_group()
     logs.create_log_group(logGroupName=group)
-    assert client_error(logs.create_log_group, logGroupName=group)[:2] == (400, "ResourceAlreadyExistsException")
+    assert client_error(logs.create_log_group, logGroupName=group)[:2] == (
+        400,
+        "ResourceAlreadyExistsException",
+    )
     logs.create_log_stream(logGroupName=group, logStreamName="s")
     assert client_error(logs.create_log_stream, logGroupName=group, logStreamName="s")[:2] == (
-        400, "ResourceAlreadyExistsException")
-    assert client_error(logs.create_log_stream, logGroupName=unique_group(), logStreamName="s")[:2] == (
-        400, "ResourceNotFoundException")
+        400,
+        "ResourceAlreadyExistsException",
+    )
+    assert client_error(logs.create_log_stream, logGroupName=unique_group(), logStreamName="s")[
+        :2
+    ] == (400, "ResourceNotFoundException")
 
 
 def test_retention_policy(logs: Any, logged: LoggedFunction) -> None:
     logs.put_retention_policy(logGroupName=logged.group, retentionInDays=14)
     group = logs.describe_log_groups(logGroupNamePrefix=logged.group)["logGroups"][0]
     assert group["retentionInDays"] == 14
-    status, code, message = client_error(logs.put_retention_policy, logGroupName=logged.group, retentionInDays=2)
+    status, code, message = client_error(
+        logs.put_retention_policy, logGroupName=logged.group, retentionInDays=2
+    )
     assert (status, code) == (400, "InvalidParameterException")
     assert "retentionInDays" in message and "3653" in message
     logs.delete_retention_policy(logGroupName=logged.group)
@@ -388,21 +467,30 @@ def test_retention_policy(logs: Any, logged: LoggedFunction) -> None:
 def test_delete_stream_and_group(server: LiveServer, logs: Any) -> None:
     lam = server.client("lambda")
     function = deploy_logged(lam, logs, prefix="logs-del")
-    stream = logs.describe_log_streams(logGroupName=function.group)["logStreams"][0]["logStreamName"]
+    stream = logs.describe_log_streams(logGroupName=function.group)["logStreams"][0][
+        "logStreamName"
+    ]
     logs.delete_log_stream(logGroupName=function.group, logStreamName=stream)
     assert logs.describe_log_streams(logGroupName=function.group)["logStreams"] == []
     assert all_events(logs, function.group) == []
-    assert client_error(logs.delete_log_stream, logGroupName=function.group, logStreamName=stream)[:2] == (
-        400, "ResourceNotFoundException")
-    assert client_error(logs.get_log_events, logGroupName=function.group, logStreamName=stream)[:2] == (
-        400, "ResourceNotFoundException")
+    assert client_error(logs.delete_log_stream, logGroupName=function.group, logStreamName=stream)[
+        :2
+    ] == (400, "ResourceNotFoundException")
+    assert client_error(logs.get_log_events, logGroupName=function.group, logStreamName=stream)[
+        :2
+    ] == (400, "ResourceNotFoundException")
     logs.delete_log_group(logGroupName=function.group)
     assert logs.describe_log_groups(logGroupNamePrefix=function.group)["logGroups"] == []
-    assert client_error(logs.delete_log_group, logGroupName=function.group)[:2] == (400, "ResourceNotFoundException")
+    assert client_error(logs.delete_log_group, logGroupName=function.group)[:2] == (
+        400,
+        "ResourceNotFoundException",
+    )
     # As on AWS, the next invocation creates the group again.
     result = invoke(lam, function.name, {"n": 9})
     wait_for_report(logs, function.group, result.request_id)
-    assert [e["message"] for e in all_events(logs, function.group, filterPattern="hello")] == ["hello 9 from print"]
+    assert [e["message"] for e in all_events(logs, function.group, filterPattern="hello")] == [
+        "hello 9 from print"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -418,8 +506,12 @@ def test_delete_stream_and_group(server: LiveServer, logs: Any) -> None:
         ("put_log_events", {"logStreamName": "s", "logEvents": [{"timestamp": 1, "message": "x"}]}),
     ],
 )
-def test_unknown_group_is_resource_not_found(logs: Any, operation: str, params: dict[str, Any]) -> None:
-    status, code, message = client_error(getattr(logs, operation), logGroupName="/no/such/group", **params)
+def test_unknown_group_is_resource_not_found(
+    logs: Any, operation: str, params: dict[str, Any]
+) -> None:
+    status, code, message = client_error(
+        getattr(logs, operation), logGroupName="/no/such/group", **params
+    )
     assert (status, code) == (400, "ResourceNotFoundException")
     assert message == "The specified log group does not exist."
 
@@ -436,15 +528,19 @@ def test_model_violations_are_invalid_parameter(server: LiveServer) -> None:
     assert (status, code) == (400, "InvalidParameterException")
 
 
-def _raw(server: LiveServer, target: str | None, body: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
+def _raw(
+    server: LiveServer, target: str | None, body: bytes
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     headers = {
         "Content-Type": "application/x-amz-json-1.1",
         "Authorization": "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/logs/aws4_request, "
-                         "SignedHeaders=host, Signature=0",
+        "SignedHeaders=host, Signature=0",
     }
     if target:
         headers["X-Amz-Target"] = target
-    request = urllib.request.Request(server.endpoint + "/", data=body, headers=headers, method="POST")
+    request = urllib.request.Request(
+        server.endpoint + "/", data=body, headers=headers, method="POST"
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read() or b"{}")
@@ -453,10 +549,15 @@ def _raw(server: LiveServer, target: str | None, body: bytes) -> tuple[int, dict
 
 
 def test_json_1_1_wire_format(server: LiveServer) -> None:
-    status, headers, body = _raw(server, "Logs_20140328.DescribeLogStreams", b'{"logGroupName": "/nope"}')
+    status, headers, body = _raw(
+        server, "Logs_20140328.DescribeLogStreams", b'{"logGroupName": "/nope"}'
+    )
     assert status == 400
     assert headers["content-type"] == "application/x-amz-json-1.1"
-    assert body == {"__type": "ResourceNotFoundException", "message": "The specified log group does not exist."}
+    assert body == {
+        "__type": "ResourceNotFoundException",
+        "message": "The specified log group does not exist.",
+    }
     status, _, body = _raw(server, "Logs_20140328.NoSuchThing", b"{}")
     assert (status, body["__type"]) == (400, "UnknownOperationException")
     status, _, body = _raw(server, None, b"{}")
@@ -464,35 +565,75 @@ def test_json_1_1_wire_format(server: LiveServer) -> None:
     status, _, body = _raw(server, "Logs_20140328.DescribeLogGroups", b"{not json")
     assert (status, body["__type"]) == (400, "SerializationException")
     status, headers, body = _raw(server, "Logs_20140328.DescribeLogGroups", b"")
-    assert status == 200 and "logGroups" in body and headers["content-type"] == "application/x-amz-json-1.1"
+    assert (
+        status == 200
+        and "logGroups" in body
+        and headers["content-type"] == "application/x-amz-json-1.1"
+    )
 
 
 # -- the AWS CLI -------------------------------------------------------------------------------
 
 
-def _aws(binary: Path, server: LiveServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": "", "AWS_CONFIG_FILE": "/dev/null"}
+def _aws(
+    binary: Path, server: LiveServer, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_PAGER": "",
+        "AWS_CONFIG_FILE": "/dev/null",
+    }
     return subprocess.run(
         [str(binary), "--endpoint-url", server.endpoint, *args],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
 def _need_v2() -> Path:
     if not (AWS_V2.exists() and os.access(AWS_V2, os.X_OK)):
-        pytest.skip("AWS CLI v2 not installed (scripts/install-aws-cli-v2 puts it at .venv/bin/aws2)")
+        pytest.skip(
+            "AWS CLI v2 not installed (scripts/install-aws-cli-v2 puts it at .venv/bin/aws2)"
+        )
     return AWS_V2
 
 
 def test_aws_cli_filter_log_events(server: LiveServer, logged: LoggedFunction) -> None:
-    done = _aws(AWS_V1, server, "logs", "filter-log-events", "--log-group-name", logged.group,
-                "--filter-pattern", '{ $.level = "ERROR" }', "--output", "json")
+    done = _aws(
+        AWS_V1,
+        server,
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        logged.group,
+        "--filter-pattern",
+        '{ $.level = "ERROR" }',
+        "--output",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     events = json.loads(done.stdout)["events"]
     assert [json.loads(e["message"])["order"]["id"] for e in events] == [3]
-    done = _aws(AWS_V1, server, "logs", "filter-log-events", "--log-group-name", logged.group,
-                "--filter-pattern", "REPORT", "--query", "events[].message", "--output", "text")
+    done = _aws(
+        AWS_V1,
+        server,
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        logged.group,
+        "--filter-pattern",
+        "REPORT",
+        "--query",
+        "events[].message",
+        "--output",
+        "text",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("REPORT RequestId:") == 3
     done = _aws(AWS_V1, server, "logs", "filter-log-events", "--log-group-name", "/no/such/group")
@@ -501,8 +642,20 @@ def test_aws_cli_filter_log_events(server: LiveServer, logged: LoggedFunction) -
 
 def test_aws_cli_v2_filter_log_events(server: LiveServer, logged: LoggedFunction) -> None:
     aws2 = _need_v2()
-    done = _aws(aws2, server, "logs", "filter-log-events", "--log-group-name", logged.group,
-                "--filter-pattern", "?healthcheck ?payment", "--query", "events[].message", "--output", "json")
+    done = _aws(
+        aws2,
+        server,
+        "logs",
+        "filter-log-events",
+        "--log-group-name",
+        logged.group,
+        "--filter-pattern",
+        "?healthcheck ?payment",
+        "--query",
+        "events[].message",
+        "--output",
+        "json",
+    )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert len(found) == 2 and "healthcheck" in found[0] and "payment failed" in found[1]
@@ -518,8 +671,19 @@ def test_aws_logs_tail(server: LiveServer, logged: LoggedFunction) -> None:
     assert any("hello 2 from print" in line for line in lines)
     stream = STREAM_NAME.search(lines[0])
     assert stream is not None  # the detailed format: time, stream, message
-    done = _aws(aws2, server, "logs", "tail", logged.group, "--since", "1h", "--format", "short",
-                "--filter-pattern", '"payment failed"')
+    done = _aws(
+        aws2,
+        server,
+        "logs",
+        "tail",
+        logged.group,
+        "--since",
+        "1h",
+        "--format",
+        "short",
+        "--filter-pattern",
+        '"payment failed"',
+    )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 1 and "payment failed for order 3" in done.stdout
 
@@ -528,12 +692,32 @@ def test_aws_logs_tail_follow(server: LiveServer, logs: Any) -> None:
     aws2 = _need_v2()
     lam = server.client("lambda")
     function = deploy_logged(lam, logs, prefix="logs-follow")
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_PAGER": "", "AWS_CONFIG_FILE": "/dev/null"}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_PAGER": "",
+        "AWS_CONFIG_FILE": "/dev/null",
+    }
     process = subprocess.Popen(
-        [str(aws2), "--endpoint-url", server.endpoint, "logs", "tail", function.group, "--follow",
-         "--since", "1h", "--format", "short"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            str(aws2),
+            "--endpoint-url",
+            server.endpoint,
+            "logs",
+            "tail",
+            function.group,
+            "--follow",
+            "--since",
+            "1h",
+            "--format",
+            "short",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     lines: list[str] = []
 
@@ -545,11 +729,17 @@ def test_aws_logs_tail_follow(server: LiveServer, logs: Any) -> None:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_for(lambda: any(function.request_ids[-1] in line and "REPORT" in line for line in lines),
-                 timeout=20, what="the existing lines")
+        wait_for(
+            lambda: any(function.request_ids[-1] in line and "REPORT" in line for line in lines),
+            timeout=20,
+            what="the existing lines",
+        )
         result = invoke(lam, function.name, {"n": 42})
-        wait_for(lambda: any(f"REPORT RequestId: {result.request_id}" in line for line in lines),
-                 timeout=20, what="the new invocation's REPORT in `aws logs tail --follow`")
+        wait_for(
+            lambda: any(f"REPORT RequestId: {result.request_id}" in line for line in lines),
+            timeout=20,
+            what="the new invocation's REPORT in `aws logs tail --follow`",
+        )
         assert any("hello 42 from print" in line for line in lines)
         # Each line once, even though --follow polls again from the newest timestamp.
         assert sum(f"START RequestId: {result.request_id}" in line for line in lines) == 1
@@ -557,4 +747,3 @@ def test_aws_logs_tail_follow(server: LiveServer, logs: Any) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
-

@@ -46,7 +46,9 @@ def scrape(server: LiveServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
     return samples
 
 
-def value(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
@@ -93,18 +95,33 @@ def test_prometheus_counts_async_queue_and_destinations(server: LiveServer) -> N
     source = deploy(lam, HANDLER, prefix="metrics-src")
     arn = lam.get_function(FunctionName=target)["Configuration"]["FunctionArn"]
     lam.put_function_event_invoke_config(
-        FunctionName=source, DestinationConfig={"OnSuccess": {"Destination": arn}})
+        FunctionName=source, DestinationConfig={"OnSuccess": {"Destination": arn}}
+    )
     for _ in range(3):
-        assert lam.invoke(FunctionName=source, InvocationType="Event", Payload=b"{}")["StatusCode"] == 202
+        assert (
+            lam.invoke(FunctionName=source, InvocationType="Event", Payload=b"{}")["StatusCode"]
+            == 202
+        )
     deadline = time.monotonic() + 60
     while True:
         samples = scrape(server)
-        done = value(samples, "ember_invocations_total", function=target, version="$LATEST", outcome="success")
+        done = value(
+            samples,
+            "ember_invocations_total",
+            function=target,
+            version="$LATEST",
+            outcome="success",
+        )
         if done == 3 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert done == 3
-    assert value(samples, "ember_destination_deliveries_total", function=source, destination="OnSuccess") == 3
+    assert (
+        value(
+            samples, "ember_destination_deliveries_total", function=source, destination="OnSuccess"
+        )
+        == 3
+    )
     assert value(samples, "ember_async_events_total", function=source, result="succeeded") == 3
     assert value(samples, "ember_async_queue_depth", function=source) == 0
 
@@ -114,11 +131,19 @@ def window() -> tuple[dt.datetime, dt.datetime]:
     return now - dt.timedelta(minutes=15), now + dt.timedelta(minutes=2)
 
 
-def statistics(cw: Any, metric: str, dimensions: list[dict[str, str]], stats: list[str]) -> list[dict[str, Any]]:
+def statistics(
+    cw: Any, metric: str, dimensions: list[dict[str, str]], stats: list[str]
+) -> list[dict[str, Any]]:
     start, end = window()
     answer = cw.get_metric_statistics(
-        Namespace="AWS/Lambda", MetricName=metric, Dimensions=dimensions,
-        StartTime=start, EndTime=end, Period=60, Statistics=stats)
+        Namespace="AWS/Lambda",
+        MetricName=metric,
+        Dimensions=dimensions,
+        StartTime=start,
+        EndTime=end,
+        Period=60,
+        Statistics=stats,
+    )
     assert answer["Label"] == metric
     points: list[dict[str, Any]] = answer["Datapoints"]
     return points
@@ -149,7 +174,12 @@ def test_get_metric_statistics_with_boto3(server: LiveServer, called: str) -> No
         [*by_name, {"Name": "Resource", "Value": called}],
     ):
         assert total(statistics(cw, "Invocations", dims, ["Sum"]), "Sum") == 7
-    assert statistics(cw, "Invocations", [*by_name, {"Name": "ExecutedVersion", "Value": "7"}], ["Sum"]) == []
+    assert (
+        statistics(
+            cw, "Invocations", [*by_name, {"Name": "ExecutedVersion", "Value": "7"}], ["Sum"]
+        )
+        == []
+    )
     assert statistics(cw, "Invocations", [{"Name": "FunctionName", "Value": "nope"}], ["Sum"]) == []
     # account-wide (no dimensions): at least this function's
     assert total(statistics(cw, "Invocations", [], ["Sum"]), "Sum") >= 7
@@ -160,14 +190,37 @@ def test_get_metric_data_with_boto3(server: LiveServer, called: str) -> None:
     start, end = window()
     metric = {"Namespace": "AWS/Lambda", "Dimensions": [{"Name": "FunctionName", "Value": called}]}
     answer = cw.get_metric_data(
-        StartTime=start, EndTime=end,
+        StartTime=start,
+        EndTime=end,
         MetricDataQueries=[
-            {"Id": "inv", "MetricStat": {"Metric": {**metric, "MetricName": "Invocations"}, "Period": 300, "Stat": "Sum"}},
-            {"Id": "err", "MetricStat": {"Metric": {**metric, "MetricName": "Errors"}, "Period": 60, "Stat": "Sum"},
-             "Label": "failures"},
-            {"Id": "hidden", "MetricStat": {"Metric": {**metric, "MetricName": "Errors"}, "Period": 60, "Stat": "Sum"},
-             "ReturnData": False},
-        ])
+            {
+                "Id": "inv",
+                "MetricStat": {
+                    "Metric": {**metric, "MetricName": "Invocations"},
+                    "Period": 300,
+                    "Stat": "Sum",
+                },
+            },
+            {
+                "Id": "err",
+                "MetricStat": {
+                    "Metric": {**metric, "MetricName": "Errors"},
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+                "Label": "failures",
+            },
+            {
+                "Id": "hidden",
+                "MetricStat": {
+                    "Metric": {**metric, "MetricName": "Errors"},
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+                "ReturnData": False,
+            },
+        ],
+    )
     results = {r["Id"]: r for r in answer["MetricDataResults"]}
     assert set(results) == {"inv", "err"}
     assert sum(results["inv"]["Values"]) == 7 and results["inv"]["StatusCode"] == "Complete"
@@ -179,8 +232,13 @@ def test_get_metric_data_with_boto3(server: LiveServer, called: str) -> None:
 def test_cloudwatch_client_errors(server: LiveServer, called: str) -> None:
     cw = server.client("cloudwatch")
     start, end = window()
-    args = {"Namespace": "AWS/Lambda", "MetricName": "Invocations", "StartTime": start, "EndTime": end,
-            "Statistics": ["Sum"]}
+    args = {
+        "Namespace": "AWS/Lambda",
+        "MetricName": "Invocations",
+        "StartTime": start,
+        "EndTime": end,
+        "Statistics": ["Sum"],
+    }
     with pytest.raises(cw.exceptions.InvalidParameterValueException) as raised:
         cw.get_metric_statistics(**args, Period=90)
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValue"
@@ -191,10 +249,22 @@ def test_cloudwatch_client_errors(server: LiveServer, called: str) -> None:
 
 
 def aws_cli(program: str, server: LiveServer, *args: str) -> Any:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1", "AWS_PAGER": ""}
-    done = subprocess.run([program, "--endpoint-url", server.endpoint, "--output", "json", *args],
-                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_PAGER": "",
+    }
+    done = subprocess.run(
+        [program, "--endpoint-url", server.endpoint, "--output", "json", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -206,31 +276,82 @@ def test_aws_cli_get_metric_statistics_agrees(server: LiveServer, called: str, c
         pytest.skip(f"{cli} is not installed")
     start, end = window()
     answer = aws_cli(
-        program, server, "cloudwatch", "get-metric-statistics", "--namespace", "AWS/Lambda",
-        "--metric-name", "Invocations", "--dimensions", f"Name=FunctionName,Value={called}",
-        "--start-time", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--end-time", end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "--period", "60", "--statistics", "Sum", "Average")
+        program,
+        server,
+        "cloudwatch",
+        "get-metric-statistics",
+        "--namespace",
+        "AWS/Lambda",
+        "--metric-name",
+        "Invocations",
+        "--dimensions",
+        f"Name=FunctionName,Value={called}",
+        "--start-time",
+        start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--end-time",
+        end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--period",
+        "60",
+        "--statistics",
+        "Sum",
+        "Average",
+    )
     assert answer["Label"] == "Invocations"
     assert sum(p["Sum"] for p in answer["Datapoints"]) == 7
     errors = aws_cli(
-        program, server, "cloudwatch", "get-metric-statistics", "--namespace", "AWS/Lambda",
-        "--metric-name", "Errors", "--dimensions", f"Name=FunctionName,Value={called}",
-        "--start-time", start.strftime("%Y-%m-%dT%H:%M:%SZ"), "--end-time", end.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "--period", "3600", "--statistics", "Sum")
+        program,
+        server,
+        "cloudwatch",
+        "get-metric-statistics",
+        "--namespace",
+        "AWS/Lambda",
+        "--metric-name",
+        "Errors",
+        "--dimensions",
+        f"Name=FunctionName,Value={called}",
+        "--start-time",
+        start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--end-time",
+        end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "--period",
+        "3600",
+        "--statistics",
+        "Sum",
+    )
     assert sum(p["Sum"] for p in errors["Datapoints"]) == 2
 
 
 def test_ember_metrics_prints_the_series(server: LiveServer, called: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ember", "metrics", called, "--minutes", "15", "--json", "--endpoint", server.endpoint],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "ember",
+            "metrics",
+            called,
+            "--minutes",
+            "15",
+            "--json",
+            "--endpoint",
+            server.endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert len(rows) == 15
     assert sum(r["invocations"] for r in rows) == 7 and sum(r["errors"] for r in rows) == 2
     table = subprocess.run(
         [sys.executable, "-m", "ember", "metrics", called, "--endpoint", server.endpoint],
-        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "160"})
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "160"},
+    )
     assert table.returncode == 0, table.stderr
     assert "invocations" in table.stdout and called in table.stdout
 
@@ -286,8 +407,13 @@ def query_protocol_client(server: LiveServer, tmp_path: Path) -> Any:
     core.get_component("data_loader").search_paths.insert(0, str(tmp_path / "models"))
     session = boto3.Session(botocore_session=core)
     return session.client(
-        "cloudwatch", endpoint_url=server.endpoint, region_name="us-east-1", aws_access_key_id="x",
-        aws_secret_access_key="x", config=botocore.config.Config(retries={"max_attempts": 0}))
+        "cloudwatch",
+        endpoint_url=server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=botocore.config.Config(retries={"max_attempts": 0}),
+    )
 
 
 def test_query_protocol_clients(server: LiveServer, called: str, tmp_path: Path) -> None:
@@ -296,17 +422,39 @@ def test_query_protocol_clients(server: LiveServer, called: str, tmp_path: Path)
     by_name = [{"Name": "FunctionName", "Value": called}]
     invocations = statistics(cw, "Invocations", by_name, ["Sum", "Average"])
     assert total(invocations, "Sum") == 7
-    assert all(isinstance(p["Timestamp"], dt.datetime) and p["Unit"] == "Count" for p in invocations)
+    assert all(
+        isinstance(p["Timestamp"], dt.datetime) and p["Unit"] == "Count" for p in invocations
+    )
     start, end = window()
     answer = cw.get_metric_data(
-        StartTime=start, EndTime=end,
-        MetricDataQueries=[{"Id": "e", "MetricStat": {"Metric": {
-            "Namespace": "AWS/Lambda", "MetricName": "Errors", "Dimensions": by_name}, "Period": 60, "Stat": "Sum"}}])
+        StartTime=start,
+        EndTime=end,
+        MetricDataQueries=[
+            {
+                "Id": "e",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "AWS/Lambda",
+                        "MetricName": "Errors",
+                        "Dimensions": by_name,
+                    },
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+    )
     [result] = answer["MetricDataResults"]
     assert sum(result["Values"]) == 2 and len(result["Timestamps"]) == len(result["Values"])
     with pytest.raises(cw.exceptions.InvalidParameterValueException) as raised:
-        cw.get_metric_statistics(Namespace="AWS/Lambda", MetricName="Invocations", StartTime=start,
-                                 EndTime=end, Period=61, Statistics=["Sum"])
+        cw.get_metric_statistics(
+            Namespace="AWS/Lambda",
+            MetricName="Invocations",
+            StartTime=start,
+            EndTime=end,
+            Period=61,
+            Statistics=["Sum"],
+        )
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValue"
 
 
@@ -347,14 +495,31 @@ def test_list_metrics(server: LiveServer, called: str) -> None:
     resource = [{"Name": "FunctionName", "Value": called}, {"Name": "Resource", "Value": called}]
     assert {"Namespace": "AWS/Lambda", "MetricName": "Duration", "Dimensions": resource} in found
     assert all(m["Dimensions"][0] == by_name[0] for m in found)
-    only = cw.list_metrics(MetricName="Errors", Dimensions=[{"Name": "FunctionName", "Value": called}],
-                           RecentlyActive="PT3H")["Metrics"]
+    only = cw.list_metrics(
+        MetricName="Errors",
+        Dimensions=[{"Name": "FunctionName", "Value": called}],
+        RecentlyActive="PT3H",
+    )["Metrics"]
     assert only and {m["MetricName"] for m in only} == {"Errors"}
     assert cw.list_metrics(Namespace="AWS/SQS")["Metrics"] == []
-    paged = [m for page in cw.get_paginator("list_metrics").paginate(Namespace="AWS/Lambda") for m in page["Metrics"]]
+    paged = [
+        m
+        for page in cw.get_paginator("list_metrics").paginate(Namespace="AWS/Lambda")
+        for m in page["Metrics"]
+    ]
     assert {"Namespace": "AWS/Lambda", "MetricName": "Invocations", "Dimensions": []} in paged
     program = shutil.which("aws", path=str(BIN))
     if program is not None:
-        listed = aws_cli(program, server, "cloudwatch", "list-metrics", "--namespace", "AWS/Lambda",
-                         "--metric-name", "Invocations", "--dimensions", f"Name=FunctionName,Value={called}")
+        listed = aws_cli(
+            program,
+            server,
+            "cloudwatch",
+            "list-metrics",
+            "--namespace",
+            "AWS/Lambda",
+            "--metric-name",
+            "Invocations",
+            "--dimensions",
+            f"Name=FunctionName,Value={called}",
+        )
         assert len(listed["Metrics"]) == 2  # FunctionName; FunctionName + Resource

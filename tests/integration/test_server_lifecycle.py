@@ -53,13 +53,25 @@ def test_ember_port_and_data_dir_variables_are_honoured(live: LiveServer) -> Non
 def test_state_survives_a_restart(live: LiveServer) -> None:
     live.start()
     name = f"keep-{uuid.uuid4().hex[:10]}"
-    created = create(live.client(), name, "def handler(e, c):\n    return 1\n", Timeout=42,
-                     Environment={"Variables": {"KEPT": "yes"}})
+    created = create(
+        live.client(),
+        name,
+        "def handler(e, c):\n    return 1\n",
+        Timeout=42,
+        Environment={"Variables": {"KEPT": "yes"}},
+    )
     assert live.stop() == 0
 
     live.start()
     again = live.client().get_function_configuration(FunctionName=name)
-    for key in ("FunctionArn", "RevisionId", "CodeSha256", "LastModified", "Timeout", "Environment"):
+    for key in (
+        "FunctionArn",
+        "RevisionId",
+        "CodeSha256",
+        "LastModified",
+        "Timeout",
+        "Environment",
+    ):
         assert again[key] == created[key], key
     got = live.client().get_function(FunctionName=name)
     with urllib.request.urlopen(got["Code"]["Location"], timeout=10) as response:
@@ -82,7 +94,11 @@ def test_second_server_on_the_same_data_dir_is_refused(live: LiveServer) -> None
     env = {**os.environ, "EMBER_DATA_DIR": str(live.data_dir), "EMBER_PORT": str(free_port())}
     second = subprocess.run(
         [sys.executable, "-m", "ember", "server"],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert second.returncode != 0
     output = second.stdout + second.stderr
@@ -103,8 +119,13 @@ def test_the_default_data_dir_is_dot_ember_in_the_working_directory(tmp_path: Pa
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
     env["EMBER_PORT"] = str(port)
-    process = subprocess.Popen([sys.executable, "-m", "ember", "server"], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ember", "server"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -114,9 +135,16 @@ def test_the_default_data_dir_is_dot_ember_in_the_working_directory(tmp_path: Pa
             except OSError:
                 assert time.monotonic() < deadline, "the server did not come up"
                 time.sleep(0.05)
-        lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="x")
-        create(lam, "hello", 'def handler(event, context):\n    return "Hello, " + event["username"]\n')
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        create(
+            lam, "hello", 'def handler(event, context):\n    return "Hello, " + event["username"]\n'
+        )
         response = lam.invoke(FunctionName="hello", Payload=b'{"username": "Sally"}')
         assert response["Payload"].read() == b'"Hello, Sally"'
         assert "FunctionError" not in response

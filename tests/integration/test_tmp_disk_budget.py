@@ -62,7 +62,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         pytest.skip("mkfs.ext4 is not installed")
     image, mountpoint = tmp_path / "disk.img", tmp_path / "data"
     mountpoint.mkdir()
-    subprocess.run([mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", str(image), f"{DISK_MB}M"], check=True)
+    subprocess.run(
+        [mkfs, "-q", "-F", "-m", "0", "-O", "^has_journal", str(image), f"{DISK_MB}M"], check=True
+    )
     with mounted(mountpoint, "-o", "loop", str(image)) as disk:
         yield disk
 
@@ -94,7 +96,9 @@ def test_instances_cannot_fill_the_hosts_disk_with_their_tmp(small_disk: Path) -
         assert _free_mb(small_disk) >= HEADROOM_MB
         with pytest.raises(ClientError) as refused:
             invoke(lam, other)
-        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503  # may pass: not a failure
+        assert (
+            refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        )  # may pass: not a failure
         assert "no room for another 512 MB /tmp" in refused.value.response["Error"]["Message"]
         for thread in threads:
             thread.join()

@@ -79,24 +79,30 @@ def children(document: dict[str, Any], span: dict[str, Any]) -> list[str]:
 
 def ember(server: LiveServer, *args: str) -> str:
     env = {**os.environ, "EMBER_ENDPOINT": server.endpoint, "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "ember", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "ember", *args], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
 def test_caller_trace_reaches_the_function_and_is_stored(server: LiveServer, lam: Any) -> None:
     name = deploy(lam, ECHO, "trace-echo")
-    traced = with_headers(server.client("lambda"), {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={CALLER_SPAN};Sampled=1"})
+    traced = with_headers(
+        server.client("lambda"), {"X-Amzn-Trace-Id": f"Root={ROOT};Parent={CALLER_SPAN};Sampled=1"}
+    )
     seen = ok(traced, name)
     document = wait_for("the trace", lambda: get_trace(server, ROOT))
     assert document["traceId"] == W3C and document["xrayTraceId"] == ROOT
-    invocation = [s for s in document["spans"] if s["function"] == name and s["phase"] == "invocation"][-1]
+    invocation = [
+        s for s in document["spans"] if s["function"] == name and s["phase"] == "invocation"
+    ][-1]
     assert invocation["parentId"] == CALLER_SPAN
     # the function's _X_AMZN_TRACE_ID: the same root, this invocation's span as Parent
     assert seen == f"Root={ROOT};Parent={invocation['spanId']};Sampled=1"
-    assert children(document, invocation) == ["claim", "handler"] or children(document, invocation) == [
-        "cold start", "handler"]
+    assert children(document, invocation) == ["claim", "handler"] or children(
+        document, invocation
+    ) == ["cold start", "handler"]
     assert get_trace(server, W3C) == get_trace(server, ROOT)  # either notation finds it
 
 
@@ -130,12 +136,19 @@ def test_chain_sync_async_and_destination_is_one_trace(server: LiveServer, lam: 
     d = deploy(lam, ECHO, "chain-d")
     c = deploy(lam, ECHO, "chain-c")
     lam.put_function_event_invoke_config(
-        FunctionName=c, DestinationConfig={"OnSuccess": {"Destination": lam.get_function(
-            FunctionName=d)["Configuration"]["FunctionArn"]}})
+        FunctionName=c,
+        DestinationConfig={
+            "OnSuccess": {
+                "Destination": lam.get_function(FunctionName=d)["Configuration"]["FunctionArn"]
+            }
+        },
+    )
     b = deploy(lam, ASYNC_CALLER, "chain-b", MemorySize=256, Timeout=30)
     a = deploy(lam, CALLER, "chain-a", MemorySize=256, Timeout=30)
     root = "1-6a1b2c3d-0123456789abcdef01234567"
-    traced = with_headers(server.client("lambda"), {"X-Amzn-Trace-Id": f"Root={root};Parent={CALLER_SPAN};Sampled=1"})
+    traced = with_headers(
+        server.client("lambda"), {"X-Amzn-Trace-Id": f"Root={root};Parent={CALLER_SPAN};Sampled=1"}
+    )
     result = ok(traced, a, {"next": b, "then": c})
 
     def complete() -> dict[str, Any] | None:
@@ -151,16 +164,24 @@ def test_chain_sync_async_and_destination_is_one_trace(server: LiveServer, lam: 
     assert result["trace"] == f"Root={root};Parent={spans[a]['spanId']};Sampled=1"
     assert result["next"]["trace"] == f"Root={root};Parent={spans[b]['spanId']};Sampled=1"
     assert spans[c]["attributes"]["ember.invocation_type"] == "Event"
-    assert "queue wait" in children(document, spans[c]) and "queue wait" not in children(document, spans[b])
+    assert "queue wait" in children(document, spans[c]) and "queue wait" not in children(
+        document, spans[b]
+    )
     # timings nest: B runs within A's handler, C starts (queue wait) within B's invocation
-    handler_a = next(s for s in document["spans"] if s["parentId"] == spans[a]["spanId"] and s["name"] == "handler")
+    handler_a = next(
+        s
+        for s in document["spans"]
+        if s["parentId"] == spans[a]["spanId"] and s["name"] == "handler"
+    )
     assert handler_a["start"] <= spans[b]["start"] and spans[b]["end"] <= handler_a["end"] + 0.002
     assert spans[b]["start"] <= spans[c]["start"] <= spans[b]["end"] + 0.002
 
     tree = ember(server, "trace", root)
     lines = tree.splitlines()
     assert root in lines[0] and "4 invocations" in lines[0]
-    order = [next(i for i, line in enumerate(lines) if f" {name} " in line) for name in (a, b, c, d)]
+    order = [
+        next(i for i, line in enumerate(lines) if f" {name} " in line) for name in (a, b, c, d)
+    ]
     assert order == sorted(order), tree
     indent = {name: lines[i].index(name) for name, i in zip((a, b, c, d), order, strict=True)}
     assert indent[a] < indent[b] < indent[c] < indent[d], tree
@@ -186,7 +207,10 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/v1/traces" and self.headers["Content-Type"] == "application/x-protobuf":
+                if (
+                    self.path == "/v1/traces"
+                    and self.headers["Content-Type"] == "application/x-protobuf"
+                ):
                     received.append(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
@@ -221,7 +245,10 @@ def otlp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Live
     live = LiveServer(
         Path(tmp_path_factory.mktemp("ember-otlp")) / "data",
         free_port(),
-        extra_env={"EMBER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}", "OTEL_BSP_SCHEDULE_DELAY": "50"},
+        extra_env={
+            "EMBER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        },
     )
     live.start()
     yield live, receiver
@@ -247,7 +274,10 @@ def test_spans_are_exported_over_otlp_http(otlp_server: tuple[LiveServer, Receiv
     assert set(spans) == {name, "cold start", "init", "handler"}
     invocation = spans[name]
     assert invocation.parent_span_id.hex() == parent and invocation.kind == Span.SPAN_KIND_SERVER
-    assert seen == f"Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent={invocation.span_id.hex()};Sampled=1"
+    assert (
+        seen
+        == f"Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent={invocation.span_id.hex()};Sampled=1"
+    )
     assert spans["handler"].parent_span_id == invocation.span_id
     assert spans["init"].parent_span_id == spans["cold start"].span_id
     assert invocation.start_time_unix_nano <= spans["handler"].start_time_unix_nano
@@ -273,12 +303,16 @@ def test_functions_get_the_platforms_boto3_read_only(lam: Any, runtime: str) -> 
 
     name = deploy(lam, SDK_PROBE, "sdk", runtime=runtime, MemorySize=256, Timeout=30)
     seen = ok(lam, name)
-    assert seen["boto3"] == "/var/runtime/sdk/boto3/__init__.py" and seen["last"] == "/var/runtime/sdk"
+    assert (
+        seen["boto3"] == "/var/runtime/sdk/boto3/__init__.py" and seen["last"] == "/var/runtime/sdk"
+    )
     assert seen["botocore"] == botocore.__version__
     assert seen["self"] == name  # through AWS_ENDPOINT_URL, back to Ember
 
 
 def test_a_functions_own_boto3_wins(lam: Any) -> None:
-    code = {"app.py": "import boto3\ndef handler(event, context):\n    return boto3.__file__\n",
-            "boto3/__init__.py": "__version__ = 'bundled'\n"}
+    code = {
+        "app.py": "import boto3\ndef handler(event, context):\n    return boto3.__file__\n",
+        "boto3/__init__.py": "__version__ = 'bundled'\n",
+    }
     assert ok(lam, deploy(lam, code, "sdk-own")) == "/var/task/boto3/__init__.py"

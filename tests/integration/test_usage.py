@@ -28,13 +28,20 @@ def handler(event, context):
     return "ok"
 """
 
-REPORT = re.compile(r"^REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB")
+REPORT = re.compile(
+    r"^REPORT RequestId: \S+\tDuration: [\d.]+ ms\tBilled Duration: (\d+) ms\tMemory Size: (\d+) MB"
+)
 
 
 def ember_usage(server: LiveServer, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ember", "usage", *args, "--endpoint", server.endpoint],
-        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "200"})
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
 
 
 def usage_json(server: LiveServer, *args: str) -> dict[str, Any]:
@@ -49,7 +56,9 @@ def reports(server: LiveServer, name: str, expected: int) -> list[tuple[int, int
     logs = server.client("logs")
     deadline = time.monotonic() + 30
     while True:
-        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}", filterPattern="REPORT")["events"]
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}", filterPattern="REPORT")[
+            "events"
+        ]
         found = [REPORT.match(e["message"]) for e in events]
         lines = [(int(m[1]), int(m[2])) for m in found if m]
         if len(lines) >= expected or time.monotonic() > deadline:
@@ -69,9 +78,14 @@ def live(tmp_path: Path) -> Any:
 def invocations_sum(server: LiveServer, name: str) -> float:
     now = dt.datetime.now(dt.UTC)
     answer = server.client("cloudwatch").get_metric_statistics(
-        Namespace="AWS/Lambda", MetricName="Invocations", Dimensions=[{"Name": "FunctionName", "Value": name}],
-        StartTime=now - dt.timedelta(minutes=30), EndTime=now + dt.timedelta(minutes=1),
-        Period=60, Statistics=["Sum"])
+        Namespace="AWS/Lambda",
+        MetricName="Invocations",
+        Dimensions=[{"Name": "FunctionName", "Value": name}],
+        StartTime=now - dt.timedelta(minutes=30),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=60,
+        Statistics=["Sum"],
+    )
     return float(sum(p["Sum"] for p in answer["Datapoints"]))
 
 
@@ -107,11 +121,25 @@ def test_usage_matches_report_lines_and_survives_restart(live: LiveServer) -> No
     assert total["cost_after_free_tier"] == 0  # well inside the monthly free tier
 
     by_version = usage_json(live, "--since", "1h", "--by", "version")
-    assert [(r["function"], r["version"], r["requests"]) for r in by_version["rows"] if r["function"] == name] == [
-        (name, "$LATEST", 7)]
+    assert [
+        (r["function"], r["version"], r["requests"])
+        for r in by_version["rows"]
+        if r["function"] == name
+    ] == [(name, "$LATEST", 7)]
 
-    priced = usage_json(live, "--since", "30m", "--request-price", "1000000", "--gb-second-price", "1",
-                        "--free-requests", "5", "--free-gb-seconds", "0")
+    priced = usage_json(
+        live,
+        "--since",
+        "30m",
+        "--request-price",
+        "1000000",
+        "--gb-second-price",
+        "1",
+        "--free-requests",
+        "5",
+        "--free-gb-seconds",
+        "0",
+    )
     total_gb_s = priced["total"]["gb_seconds"]
     assert priced["total"]["cost"] == pytest.approx(8 + total_gb_s)
     assert priced["total"]["cost_after_free_tier"] == pytest.approx(3 + total_gb_s)
@@ -146,8 +174,10 @@ def test_series_are_written_periodically_and_survive_a_kill(live: LiveServer) ->
     stored = 0
     while time.monotonic() < deadline:
         with sqlite3.connect(path) as db:
-            stored = db.execute("SELECT COALESCE(SUM(invocations), 0) FROM minute_series WHERE function = ?",
-                                (name,)).fetchone()[0]
+            stored = db.execute(
+                "SELECT COALESCE(SUM(invocations), 0) FROM minute_series WHERE function = ?",
+                (name,),
+            ).fetchone()[0]
         if stored == 3:
             break
         time.sleep(0.5)

@@ -44,7 +44,11 @@ def client_error(call: Any, **params: Any) -> tuple[int, str, str]:
     with pytest.raises(ClientError) as caught:
         call(**params)
     response = caught.value.response
-    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"], response["Error"]["Message"]
+    return (
+        response["ResponseMetadata"]["HTTPStatusCode"],
+        response["Error"]["Code"],
+        response["Error"]["Message"],
+    )
 
 
 def two_versions(lam: Any) -> str:
@@ -89,14 +93,20 @@ def test_publish_refusals(lam: Any) -> None:
     assert (status, error) == (412, "PreconditionFailedException")
     status, error, _ = client_error(lam.publish_version, FunctionName=name + "-missing")
     assert (status, error) == (404, "ResourceNotFoundException")
-    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == ["$LATEST"]
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == [
+        "$LATEST"
+    ]
 
 
 def test_publish_on_create_and_update_code(lam: Any, server: LiveServer) -> None:
     name = f"pub-{server.port}-{id(lam)}"
     created = lam.create_function(
-        FunctionName=name, Runtime="python3.12", Role="arn:aws:iam::000000000000:role/r",
-        Handler="app.handler", Code={"ZipFile": code("one")}, Publish=True,
+        FunctionName=name,
+        Runtime="python3.12",
+        Role="arn:aws:iam::000000000000:role/r",
+        Handler="app.handler",
+        Code={"ZipFile": code("one")},
+        Publish=True,
     )
     assert created["Version"] == "1"
     assert created["FunctionArn"].endswith(f":function:{name}:1")
@@ -158,9 +168,16 @@ def test_versions_list_paginated_and_list_functions_all(lam: Any) -> None:
         for f in page["Functions"]
     ]
     assert [e for e in everything if e.startswith(name + ":")] == [
-        f"{name}:$LATEST", f"{name}:1", f"{name}:2", f"{name}:3"
+        f"{name}:$LATEST",
+        f"{name}:1",
+        f"{name}:2",
+        f"{name}:3",
     ]
-    plain = [f["FunctionName"] for page in lam.get_paginator("list_functions").paginate() for f in page["Functions"]]
+    plain = [
+        f["FunctionName"]
+        for page in lam.get_paginator("list_functions").paginate()
+        for f in page["Functions"]
+    ]
     assert plain.count(name) == 1
     status, error, _ = client_error(lam.list_versions_by_function, FunctionName=name + "-missing")
     assert (status, error) == (404, "ResourceNotFoundException")
@@ -179,7 +196,10 @@ def test_delete_one_version(lam: Any) -> None:
     assert (status, error) == (404, "ResourceNotFoundException")
     lam.delete_alias(FunctionName=name, Name="prod")
     lam.delete_function(FunctionName=name, Qualifier="1")
-    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == ["$LATEST", "2"]
+    assert [v["Version"] for v in lam.list_versions_by_function(FunctionName=name)["Versions"]] == [
+        "$LATEST",
+        "2",
+    ]
     status, error, _ = client_error(lam.invoke, FunctionName=name, Qualifier="1")
     assert (status, error) == (404, "ResourceNotFoundException")
     # Version numbers are never reused.
@@ -194,7 +214,9 @@ def test_delete_one_version(lam: Any) -> None:
 def test_alias_lifecycle(lam: Any) -> None:
     name = two_versions(lam)
     arn = lam.get_function_configuration(FunctionName=name)["FunctionArn"]
-    created = lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1", Description="stable")
+    created = lam.create_alias(
+        FunctionName=name, Name="live", FunctionVersion="1", Description="stable"
+    )
     assert created["ResponseMetadata"]["HTTPStatusCode"] == 201
     assert created["AliasArn"] == f"{arn}:live"
     assert (created["FunctionVersion"], created["Description"]) == ("1", "stable")
@@ -211,17 +233,25 @@ def test_alias_lifecycle(lam: Any) -> None:
     assert updated["RevisionId"] != created["RevisionId"]
     assert ok(lam, name, Qualifier="live")["tag"] == "two"
     status, error, _ = client_error(
-        lam.update_alias, FunctionName=name, Name="live", FunctionVersion="1", RevisionId=created["RevisionId"]
+        lam.update_alias,
+        FunctionName=name,
+        Name="live",
+        FunctionVersion="1",
+        RevisionId=created["RevisionId"],
     )
     assert (status, error) == (412, "PreconditionFailedException")
     lam.create_alias(FunctionName=name, Name="old", FunctionVersion="1")
     lam.create_alias(FunctionName=name, Name="edge", FunctionVersion="$LATEST")
-    pages = lam.get_paginator("list_aliases").paginate(FunctionName=name, PaginationConfig={"PageSize": 2})
+    pages = lam.get_paginator("list_aliases").paginate(
+        FunctionName=name, PaginationConfig={"PageSize": 2}
+    )
     assert [a["Name"] for page in pages for a in page["Aliases"]] == ["edge", "live", "old"]
     only_one = lam.list_aliases(FunctionName=name, FunctionVersion="1")["Aliases"]
     assert [a["Name"] for a in only_one] == ["old"]
     # An alias's event invoke config is keyed by the alias.
-    lam.put_function_event_invoke_config(FunctionName=name, Qualifier="live", MaximumRetryAttempts=0)
+    lam.put_function_event_invoke_config(
+        FunctionName=name, Qualifier="live", MaximumRetryAttempts=0
+    )
     config = lam.get_function_event_invoke_config(FunctionName=f"{name}:live")
     assert config["FunctionArn"] == f"{arn}:live"
     lam.delete_alias(FunctionName=name, Name="old")
@@ -239,26 +269,67 @@ def test_alias_refusals(lam: Any, lam_raw: Any) -> None:
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"Name": "live", "FunctionVersion": "2"}, 409, "ResourceConflictException"),
         ({"Name": "ghost", "FunctionVersion": "9"}, 404, "ResourceNotFoundException"),
-        ({"Name": "two", "FunctionVersion": "1",
-          "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.1, "3": 0.1}}}, 400, "InvalidParameterValueException"),
-        ({"Name": "same", "FunctionVersion": "1",
-          "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}}}, 400, "InvalidParameterValueException"),
-        ({"Name": "latest", "FunctionVersion": "$LATEST",
-          "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}}}, 400, "InvalidParameterValueException"),
-        ({"Name": "missing", "FunctionVersion": "1",
-          "RoutingConfig": {"AdditionalVersionWeights": {"9": 0.5}}}, 404, "ResourceNotFoundException"),
-        ({"Name": "heavy", "FunctionVersion": "1",
-          "RoutingConfig": {"AdditionalVersionWeights": {"2": 1.5}}}, 400, "ValidationException"),
+        (
+            {
+                "Name": "two",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"2": 0.1, "3": 0.1}},
+            },
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            {
+                "Name": "same",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}},
+            },
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            {
+                "Name": "latest",
+                "FunctionVersion": "$LATEST",
+                "RoutingConfig": {"AdditionalVersionWeights": {"1": 0.5}},
+            },
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            {
+                "Name": "missing",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"9": 0.5}},
+            },
+            404,
+            "ResourceNotFoundException",
+        ),
+        (
+            {
+                "Name": "heavy",
+                "FunctionVersion": "1",
+                "RoutingConfig": {"AdditionalVersionWeights": {"2": 1.5}},
+            },
+            400,
+            "ValidationException",
+        ),
         ({"Name": "123", "FunctionVersion": "1"}, 400, "ValidationException"),
     ]
     for params, want_status, want_error in cases:
         status, error, message = client_error(lam_raw.create_alias, FunctionName=name, **params)
         assert (status, error) == (want_status, want_error), (params, message)
-    _, _, message = client_error(lam.create_alias, FunctionName=name, Name="live", FunctionVersion="2")
+    _, _, message = client_error(
+        lam.create_alias, FunctionName=name, Name="live", FunctionVersion="2"
+    )
     assert message == f"Alias already exists: {arn}:live"
-    status, error, _ = client_error(lam.create_alias, FunctionName=name + "-missing", Name="x", FunctionVersion="1")
+    status, error, _ = client_error(
+        lam.create_alias, FunctionName=name + "-missing", Name="x", FunctionVersion="1"
+    )
     assert (status, error) == (404, "ResourceNotFoundException")
-    status, error, _ = client_error(lam.update_alias, FunctionName=name, Name="ghost", FunctionVersion="1")
+    status, error, _ = client_error(
+        lam.update_alias, FunctionName=name, Name="ghost", FunctionVersion="1"
+    )
     assert (status, error) == (404, "ResourceNotFoundException")
     status, error, _ = client_error(lam.delete_function, FunctionName=name, Qualifier="live")
     assert (status, error) == (400, "InvalidParameterValueException")
@@ -281,12 +352,17 @@ def test_alias_traffic_shifting(lam: Any) -> None:
     name = two_versions(lam)
     calls = 400
     lam.create_alias(
-        FunctionName=name, Name="live", FunctionVersion="1", RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}}
+        FunctionName=name,
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
     )
     for weight in (0.1, 0.5):
         if weight != 0.1:
             updated = lam.update_alias(
-                FunctionName=name, Name="live", RoutingConfig={"AdditionalVersionWeights": {"2": weight}}
+                FunctionName=name,
+                Name="live",
+                RoutingConfig={"AdditionalVersionWeights": {"2": weight}},
             )
             assert updated["RoutingConfig"] == {"AdditionalVersionWeights": {"2": weight}}
         counts = _landed(lam, name, calls)
@@ -301,18 +377,26 @@ def test_alias_traffic_shifting(lam: Any) -> None:
 
 def test_versions_with_the_aws_cli(lam: Any, server: LiveServer, tmp_path: Path) -> None:
     name = deploy(lam, VERSIONED.format(tag="one"), prefix="ver")
-    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
-           "PATH": str(Path(".venv/bin").resolve()) + ":/usr/bin:/bin"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PATH": str(Path(".venv/bin").resolve()) + ":/usr/bin:/bin",
+    }
     base = ["aws", "--endpoint-url", server.endpoint, "lambda"]
 
     def cli(*args: str) -> dict[str, Any]:
-        done = subprocess.run([*base, *args], env=env, capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [*base, *args], env=env, capture_output=True, text=True, timeout=60, check=True
+        )
         return dict(json.loads(done.stdout)) if done.stdout.strip() else {}
 
     assert cli("publish-version", "--function-name", name)["Version"] == "1"
     cli("create-alias", "--function-name", name, "--name", "live", "--function-version", "1")
     out = tmp_path / "out.json"
-    meta = cli("invoke", "--function-name", name, "--qualifier", "live", "--log-type", "Tail", str(out))
+    meta = cli(
+        "invoke", "--function-name", name, "--qualifier", "live", "--log-type", "Tail", str(out)
+    )
     assert meta["ExecutedVersion"] == "1"
     assert json.loads(out.read_text())["tag"] == "one"
     assert "Version: 1" in base64.b64decode(meta["LogResult"]).decode()

@@ -166,8 +166,8 @@ def test_json_and_or_parentheses() -> None:
     assert not matches(pattern, doc(level="ERROR", latency=50))
     assert matches(pattern, doc(level="INFO", fatal=True))
     assert not matches(pattern, doc(level="INFO", fatal=False))
-    assert matches('{ $.a = 1 && ($.b = 2 || $.c = 3) }', doc(a=1, c=3))
-    assert not matches('{ $.a = 1 && ($.b = 2 || $.c = 3) }', doc(a=2, c=3))
+    assert matches("{ $.a = 1 && ($.b = 2 || $.c = 3) }", doc(a=1, c=3))
+    assert not matches("{ $.a = 1 && ($.b = 2 || $.c = 3) }", doc(a=2, c=3))
 
 
 def test_json_and_binds_tighter_than_or() -> None:
@@ -178,13 +178,15 @@ def test_json_and_binds_tighter_than_or() -> None:
 
 
 def test_json_nested_fields_and_arrays() -> None:
-    event = doc(user={"id": 7, "name": "Sally"}, items=[{"sku": "A1"}, {"sku": "B2"}], grid=[[1, 2], [3, 4]])
+    event = doc(
+        user={"id": 7, "name": "Sally"}, items=[{"sku": "A1"}, {"sku": "B2"}], grid=[[1, 2], [3, 4]]
+    )
     assert matches("{ $.user.id = 7 }", event)
     assert matches('{ $.user.name = "Sally" }', event)
     assert matches('{ $.items[1].sku = "B2" }', event)
     assert matches("{ $.grid[1][0] = 3 }", event)
     assert not matches('{ $.items[5].sku = "B2" }', event)
-    assert not matches('{ $.user.id.deeper = 7 }', event)
+    assert not matches("{ $.user.id.deeper = 7 }", event)
     assert matches('{ $.user["name"] = "Sally" }', event)
 
 
@@ -270,7 +272,7 @@ def test_space_delimited_fields() -> None:
     assert matches("[ip, id, user, timestamp, request, status_code = 4*, size > 1000]", ACCESS)
     assert not matches("[ip, id, user, timestamp, request, status_code = 200, size]", ACCESS)
     assert not matches("[ip, user]", ACCESS)  # the field count must fit
-    assert matches('[ip, ..., status_code = 404, size]', ACCESS)
+    assert matches("[ip, ..., status_code = 404, size]", ACCESS)
     assert matches('[..., request = "GET /apache_pb.gif HTTP/1.0", ...]', ACCESS)
     assert matches("[ip = 127.0.0.*, ...]", ACCESS)
     assert not matches("[ip != 127.0.0.*, ...]", ACCESS)

@@ -42,12 +42,18 @@ def service(tmp_path: Path) -> Iterator[FunctionService]:
         ("000000000000:function:my-function:$LATEST", "my-function", "$LATEST"),
         ("000000000000:function:my-function:live", "my-function", "live"),
         ("arn:aws:lambda:us-east-1:000000000000:function:my-function", "my-function", None),
-        ("arn:aws:lambda:us-east-1:000000000000:function:my-function:$LATEST", "my-function", "$LATEST"),
+        (
+            "arn:aws:lambda:us-east-1:000000000000:function:my-function:$LATEST",
+            "my-function",
+            "$LATEST",
+        ),
         ("arn:aws:lambda:us-east-1:000000000000:function:my-function:3", "my-function", "3"),
         ("f" * 64, "f" * 64, None),
     ],
 )
-def test_accepted_forms(service: FunctionService, identifier: str, name: str, qualifier: str | None) -> None:
+def test_accepted_forms(
+    service: FunctionService, identifier: str, name: str, qualifier: str | None
+) -> None:
     assert service.parse_ref(identifier) == FunctionRef(name, qualifier)
 
 
@@ -59,12 +65,17 @@ def test_accepted_forms(service: FunctionService, identifier: str, name: str, qu
         "123456789012:function:my-function",
     ],
 )
-def test_other_regions_and_accounts_are_not_found(service: FunctionService, identifier: str) -> None:
+def test_other_regions_and_accounts_are_not_found(
+    service: FunctionService, identifier: str
+) -> None:
     with pytest.raises(ResourceNotFound):
         service.parse_ref(identifier)
 
 
-@pytest.mark.parametrize("identifier", ["bad name!", "", "f" * 65, "a/b", "arn:aws:lambda:us-east-1:000000000000:function:bad name"])
+@pytest.mark.parametrize(
+    "identifier",
+    ["bad name!", "", "f" * 65, "a/b", "arn:aws:lambda:us-east-1:000000000000:function:bad name"],
+)
 def test_malformed_names_are_validation_errors(service: FunctionService, identifier: str) -> None:
     with pytest.raises(ValidationError) as caught:
         service.parse_ref(identifier)
@@ -76,23 +87,32 @@ def test_configured_region_and_account(tmp_path: Path) -> None:
     for service in service_for(tmp_path, region="eu-west-1", account_id="123456789012"):
         assert service.arn("f") == "arn:aws:lambda:eu-west-1:123456789012:function:f"
         assert service.arn("f", "3") == "arn:aws:lambda:eu-west-1:123456789012:function:f:3"
-        assert service.parse_ref("arn:aws:lambda:eu-west-1:123456789012:function:f") == FunctionRef("f", None)
+        assert service.parse_ref("arn:aws:lambda:eu-west-1:123456789012:function:f") == FunctionRef(
+            "f", None
+        )
         assert service.parse_ref("123456789012:function:f:live") == FunctionRef("f", "live")
         with pytest.raises(ResourceNotFound):
             service.parse_ref("arn:aws:lambda:us-east-1:000000000000:function:f")
 
 
 def test_arn_round_trips(service: FunctionService) -> None:
-    assert service.arn("my-function") == "arn:aws:lambda:us-east-1:000000000000:function:my-function"
+    assert (
+        service.arn("my-function") == "arn:aws:lambda:us-east-1:000000000000:function:my-function"
+    )
     for qualifier in (None, "$LATEST", "12", "prod"):
-        assert service.parse_ref(service.arn("my-function", qualifier)) == FunctionRef("my-function", qualifier)
+        assert service.parse_ref(service.arn("my-function", qualifier)) == FunctionRef(
+            "my-function", qualifier
+        )
 
 
 def test_get_by_any_form_of_a_missing_function_is_404(service: FunctionService) -> None:
     for identifier in ("ghost", "000000000000:function:ghost", service.arn("ghost")):
         with pytest.raises(ResourceNotFound) as caught:
             service.get(identifier)
-        assert caught.value.message == "Function not found: arn:aws:lambda:us-east-1:000000000000:function:ghost"
+        assert (
+            caught.value.message
+            == "Function not found: arn:aws:lambda:us-east-1:000000000000:function:ghost"
+        )
 
 
 def test_last_modified_format() -> None:
@@ -113,7 +133,9 @@ def test_last_modified_format() -> None:
         "us-east-1:000000000000:function:my-function",
     ],
 )
-def test_arns_that_name_nothing_here_are_not_found(service: FunctionService, identifier: str) -> None:
+def test_arns_that_name_nothing_here_are_not_found(
+    service: FunctionService, identifier: str
+) -> None:
     # Never read as a local function (`arn` with qualifier `aws-cn:lambda:...`, say).
     with pytest.raises(ResourceNotFound):
         service.parse_ref(identifier)
@@ -122,4 +144,7 @@ def test_arns_that_name_nothing_here_are_not_found(service: FunctionService, ide
 def test_another_region_is_answered_in_aws_words(service: FunctionService) -> None:
     with pytest.raises(ResourceNotFound) as caught:
         service.parse_ref("arn:aws:lambda:eu-west-1:000000000000:function:my-function")
-    assert caught.value.message == "Functions from 'eu-west-1' are not reachable in this region ('us-east-1')"
+    assert (
+        caught.value.message
+        == "Functions from 'eu-west-1' are not reachable in this region ('us-east-1')"
+    )

@@ -18,8 +18,11 @@ from ember.settings import Limits
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def layer(files: dict[str, str] | None = None, links: dict[str, str] | None = None,
-          dirs: tuple[str, ...] = ()) -> bytes:
+def layer(
+    files: dict[str, str] | None = None,
+    links: dict[str, str] | None = None,
+    dirs: tuple[str, ...] = (),
+) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in dirs:
@@ -47,7 +50,9 @@ def compose(store: PackageStore, *zips: bytes, interpreter: str | None = None) -
 def test_later_layers_overwrite_and_merge(store: PackageStore) -> None:
     root = compose(
         store,
-        layer({"python/a.py": "A = 1\n", "python/shared.py": "WHO = 1\n", "bin/tool": "#!/bin/sh\n"}),
+        layer(
+            {"python/a.py": "A = 1\n", "python/shared.py": "WHO = 1\n", "bin/tool": "#!/bin/sh\n"}
+        ),
         layer({"python/shared.py": "WHO = 2\n", "lib/libx.so": "x"}),
     )
     assert root.parent == store.tasks and root.name.startswith("layers-")
@@ -70,8 +75,10 @@ def test_composition_is_content_addressed_by_order(store: PackageStore) -> None:
 def test_a_later_file_replaces_a_link_and_a_directory(store: PackageStore) -> None:
     root = compose(
         store,
-        layer({"data/real.py": "R = 1\n", "python/pkg/__init__.py": ""},
-              links={"python/mod.py": "../data/real.py"}),
+        layer(
+            {"data/real.py": "R = 1\n", "python/pkg/__init__.py": ""},
+            links={"python/mod.py": "../data/real.py"},
+        ),
         layer({"python/mod.py": "M = 2\n", "python/pkg": "now a file"}),
     )
     assert not os.path.islink(root / "python/mod.py")
@@ -97,8 +104,11 @@ def test_the_unzipped_limit_counts_all_layers(tmp_path: Path) -> None:
 
 
 def test_pyc_compiled_for_opt(store: PackageStore) -> None:
-    root = compose(store, layer({"python/m.py": "def f():\n    raise ValueError\n"}),
-                   interpreter=sys.executable)
+    root = compose(
+        store,
+        layer({"python/m.py": "def f():\n    raise ValueError\n"}),
+        interpreter=sys.executable,
+    )
     cached = list((root / "python/__pycache__").glob("m.cpython-*.pyc"))
     assert cached
     assert b"/opt/python/m.py" in cached[0].read_bytes()

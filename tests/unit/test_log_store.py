@@ -35,8 +35,17 @@ def test_emit_is_stored_by_the_writer_and_creates_group_and_stream(store: LogSto
 def test_events_come_in_timestamp_then_emission_order(store: LogStore) -> None:
     store.put(GROUP, "s1", [(T0 + 5, "late"), (T0, "early"), (T0 + 5, "late-second")])
     store.put(GROUP, "s2", [(T0 + 1, "other stream")])
-    assert [e.message for e in store.events(GROUP)] == ["early", "other stream", "late", "late-second"]
-    assert [e.message for e in store.events(GROUP, streams=["s1"])] == ["early", "late", "late-second"]
+    assert [e.message for e in store.events(GROUP)] == [
+        "early",
+        "other stream",
+        "late",
+        "late-second",
+    ]
+    assert [e.message for e in store.events(GROUP, streams=["s1"])] == [
+        "early",
+        "late",
+        "late-second",
+    ]
 
 
 def test_events_newest_first_page_and_byte_cap(store: LogStore) -> None:
@@ -52,10 +61,14 @@ def test_events_newest_first_page_and_byte_cap(store: LogStore) -> None:
     assert [e.message for e in store.events(GROUP, start=T0 + 2, end=T0 + 4)] == ["m2", "m3"]
 
 
-def test_search_pages_through_windows_and_resumes(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_pages_through_windows_and_resumes(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(logs_module, "SEARCH_WINDOW", 7)
     monkeypatch.setattr(logs_module, "SEARCH_CHUNK", 3)
-    store.put(GROUP, "s", [(T0 + i, f"line {i} {'hit' if i % 5 == 0 else 'miss'}") for i in range(50)])
+    store.put(
+        GROUP, "s", [(T0 + i, f"line {i} {'hit' if i % 5 == 0 else 'miss'}") for i in range(50)]
+    )
     pattern = compile_pattern("hit")
     seen: list[str] = []
     after = None
@@ -71,7 +84,9 @@ def test_search_pages_through_windows_and_resumes(store: LogStore, monkeypatch: 
     assert pages >= 4
 
 
-def test_search_with_a_python_predicate_and_stream_filters(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_with_a_python_predicate_and_stream_filters(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(logs_module, "SEARCH_WINDOW", 4)
     store.put(GROUP, "2024/01/01/[$LATEST]a", [(T0 + i, f'{{"n": {i}}}') for i in range(10)])
     store.put(GROUP, "2024/01/01/[$LATEST]b", [(T0 + i, f'{{"n": {100 + i}}}') for i in range(10)])
@@ -82,11 +97,15 @@ def test_search_with_a_python_predicate_and_stream_filters(store: LogStore, monk
     assert [e.message for e in page.events] == [f'{{"n": {n}}}' for n in expected]
     only_a = store.search(GROUP, pattern, stream_prefix="2024/01/01/[$LATEST]a")
     assert [e.message for e in only_a.events] == [f'{{"n": {i}}}' for i in range(5, 10)]
-    only_b = store.search(GROUP, pattern, streams=["2024/01/01/[$LATEST]b"], start=T0 + 2, end=T0 + 4)
+    only_b = store.search(
+        GROUP, pattern, streams=["2024/01/01/[$LATEST]b"], start=T0 + 2, end=T0 + 4
+    )
     assert [e.message for e in only_b.events] == ['{"n": 102}', '{"n": 103}']
 
 
-def test_search_stops_on_its_time_budget_with_a_token(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_stops_on_its_time_budget_with_a_token(
+    store: LogStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(logs_module, "SEARCH_WINDOW", 2)
     store.put(GROUP, "s", [(T0 + i, "x") for i in range(20)])
     page = store.search(GROUP, compile_pattern("nothing-matches"), budget_s=0.0)
@@ -108,8 +127,16 @@ def test_groups_and_streams_listing(store: LogStore) -> None:
     assert not store.create_stream("/b", "s0")
     assert [s.name for s in store.streams("/b")] == ["s0", "s1", "s2", "s3"]
     assert [s.name for s in store.streams("/b", descending=True, limit=2)] == ["s3", "s2"]
-    assert [s.name for s in store.streams("/b", by_last_event=True, descending=True)] == ["s1", "s2", "s3", "s0"]
-    assert [s.name for s in store.streams("/b", by_last_event=True, after=(T0 + 1, "s3"))] == ["s2", "s1"]
+    assert [s.name for s in store.streams("/b", by_last_event=True, descending=True)] == [
+        "s1",
+        "s2",
+        "s3",
+        "s0",
+    ]
+    assert [s.name for s in store.streams("/b", by_last_event=True, after=(T0 + 1, "s3"))] == [
+        "s2",
+        "s1",
+    ]
     assert [s.name for s in store.streams("/b", prefix="s1")] == ["s1"]
 
 
@@ -149,7 +176,9 @@ def test_retention_sweep(store: LogStore, monkeypatch: pytest.MonkeyPatch) -> No
     assert group is not None and group.retention_days is None
 
 
-def test_a_failing_write_is_dropped_never_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_write_is_dropped_never_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The in-process writer (used when the writer process is unavailable) drops, never raises.
     store = LogStore(tmp_path / "logs.sqlite3", flush_interval=0.001, writer_process=False)
 

@@ -88,7 +88,9 @@ def test_check_writes_nothing(store: PackageStore, tmp_path: Path) -> None:
 # -- refusing -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [b"", b"not a zip", b"PK\x03\x04garbage", b"PK\x05\x06" + b"\0" * 10])
+@pytest.mark.parametrize(
+    "data", [b"", b"not a zip", b"PK\x03\x04garbage", b"PK\x05\x06" + b"\0" * 10]
+)
 def test_not_a_zip_is_refused(store: PackageStore, data: bytes) -> None:
     with pytest.raises(InvalidParameterValue) as caught:
         store.put(data)
@@ -109,8 +111,12 @@ def test_entries_outside_the_package_are_refused_before_anything_is_written(
     assert files_under(tmp_path) == before
 
 
-@pytest.mark.parametrize("target", ["../../../../../../etc/passwd", "/etc/passwd", "../../outside", "../.."])
-def test_symlinks_out_of_the_package_are_refused(store: PackageStore, tmp_path: Path, target: str) -> None:
+@pytest.mark.parametrize(
+    "target", ["../../../../../../etc/passwd", "/etc/passwd", "../../outside", "../.."]
+)
+def test_symlinks_out_of_the_package_are_refused(
+    store: PackageStore, tmp_path: Path, target: str
+) -> None:
     package = store.put(zip_with([("app.py", "x = 1\n"), (symlink("lib/link"), target)]))
     with pytest.raises(InvalidParameterValue) as caught:
         store.unpack(package.sha256, RUNTIME, None)
@@ -119,11 +125,19 @@ def test_symlinks_out_of_the_package_are_refused(store: PackageStore, tmp_path: 
     assert files_under(store.tasks) == []  # the staging directory is gone too
 
 
-def test_links_that_lead_out_through_other_links_are_refused(store: PackageStore, tmp_path: Path) -> None:
+def test_links_that_lead_out_through_other_links_are_refused(
+    store: PackageStore, tmp_path: Path
+) -> None:
     # Each target is inside on its own (lexically), but p resolves to the package root, so
     # s = p/../../.. resolves two levels above it.
     package = store.put(
-        zip_with([("app.py", "x = 1\n"), (symlink("deep/er/p"), "../.."), (symlink("deep/er/s"), "p/../../..")])
+        zip_with(
+            [
+                ("app.py", "x = 1\n"),
+                (symlink("deep/er/p"), "../.."),
+                (symlink("deep/er/s"), "p/../../.."),
+            ]
+        )
     )
     with pytest.raises(InvalidParameterValue) as caught:
         store.unpack(package.sha256, RUNTIME, None)
@@ -150,14 +164,18 @@ def test_nothing_is_written_through_a_link(store: PackageStore, tmp_path: Path) 
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_a_file_entry_cannot_replace_a_link(store: PackageStore, tmp_path: Path) -> None:
     # The same name twice: first a link (inside), then a file; writing must not follow the link.
-    package = store.put(zip_with([("app.py", "x = 1\n"), (symlink("alias.py"), "app.py"), ("alias.py", "y = 2\n")]))
+    package = store.put(
+        zip_with([("app.py", "x = 1\n"), (symlink("alias.py"), "app.py"), ("alias.py", "y = 2\n")])
+    )
     with pytest.raises(InvalidParameterValue):
         store.unpack(package.sha256, RUNTIME, None)
     assert files_under(store.tasks) == []
 
 
 def test_symlinks_inside_the_package_are_kept(store: PackageStore) -> None:
-    package = store.put(zip_with([("app.py", "x = 1\n"), (symlink("lib/app_link.py"), "../app.py")]))
+    package = store.put(
+        zip_with([("app.py", "x = 1\n"), (symlink("lib/app_link.py"), "../app.py")])
+    )
     task = store.unpack(package.sha256, RUNTIME, None)
     link = task / "lib" / "app_link.py"
     assert link.is_symlink()
@@ -165,7 +183,9 @@ def test_symlinks_inside_the_package_are_kept(store: PackageStore) -> None:
     assert link.resolve() == (task / "app.py").resolve()
 
 
-def test_declared_unzipped_size_over_the_limit_is_refused(store: PackageStore, tmp_path: Path) -> None:
+def test_declared_unzipped_size_over_the_limit_is_refused(
+    store: PackageStore, tmp_path: Path
+) -> None:
     limited = small_store(tmp_path, unzipped_bytes=1000)
     with pytest.raises(InvalidParameterValue) as caught:
         limited.put(make_zip({"a.txt": "a" * 600, "b.txt": "b" * 600}))
@@ -198,7 +218,9 @@ def lying_zip(actual: int, declared: int) -> bytes:
     central_at = data.index(b"PK\x01\x02")
     patched = bytearray(data)
     struct.pack_into("<I", patched, local_at + 22, declared)  # local header: uncompressed size
-    struct.pack_into("<I", patched, central_at + 24, declared)  # central directory: uncompressed size
+    struct.pack_into(
+        "<I", patched, central_at + 24, declared
+    )  # central directory: uncompressed size
     return bytes(patched)
 
 
@@ -231,7 +253,9 @@ def test_zip_over_the_upload_limit_is_refused(tmp_path: Path) -> None:
 
 
 def test_unpack_extracts_every_file(store: PackageStore) -> None:
-    package = store.put(make_zip({"app.py": "x = 1\n", "lib/util.py": "y = 2\n", "data/a.json": "{}"}))
+    package = store.put(
+        make_zip({"app.py": "x = 1\n", "lib/util.py": "y = 2\n", "data/a.json": "{}"})
+    )
     task = store.unpack(package.sha256, RUNTIME, None)
     assert task == store.task_dir(package.sha256, RUNTIME)
     assert (task / "app.py").read_text() == "x = 1\n"
@@ -279,7 +303,9 @@ def test_unpacked_files_are_0644_or_0755_and_dirs_0755(store: PackageStore) -> N
 
 
 def test_pyc_is_compiled_into_pycache_for_var_task(store: PackageStore) -> None:
-    package = store.put(make_zip({"app.py": "def handler(e, c):\n    return 1\n", "lib/util.py": "Y = 2\n"}))
+    package = store.put(
+        make_zip({"app.py": "def handler(e, c):\n    return 1\n", "lib/util.py": "Y = 2\n"})
+    )
     task = store.unpack(package.sha256, RUNTIME, sys.executable)
     tag = sys.implementation.cache_tag
     pyc = task / "__pycache__" / f"app.{tag}.pyc"
@@ -287,7 +313,9 @@ def test_pyc_is_compiled_into_pycache_for_var_task(store: PackageStore) -> None:
     assert (task / "lib" / "__pycache__" / f"util.{tag}.pyc").exists()
     raw = pyc.read_bytes()
     flags = int.from_bytes(raw[4:8], "little")
-    assert flags == 0b01  # hash-based and unchecked: valid on a read-only mount, whatever the mtimes
+    assert (
+        flags == 0b01
+    )  # hash-based and unchecked: valid on a read-only mount, whatever the mtimes
     code = marshal.loads(raw[16:])
     assert code.co_filename == "/var/task/app.py"  # tracebacks show the sandbox path
     assert stat.S_IMODE(pyc.stat().st_mode) == 0o644

@@ -18,13 +18,16 @@ def _kernel_can_populate() -> bool:
     area = mmap.mmap(-1, prefault.PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     address = ctypes.addressof(ctypes.c_char.from_buffer(area))
     try:
-        return bool(prefault._libc.madvise(address, prefault.PAGE, prefault.MADV_POPULATE_WRITE) == 0)
+        return bool(
+            prefault._libc.madvise(address, prefault.PAGE, prefault.MADV_POPULATE_WRITE) == 0
+        )
     finally:
         area.close()
 
 
 pytestmark = pytest.mark.skipif(
-    not _kernel_can_populate(), reason="the kernel has no MADV_POPULATE_WRITE (Linux < 5.14): blanks skip it"
+    not _kernel_can_populate(),
+    reason="the kernel has no MADV_POPULATE_WRITE (Linux < 5.14): blanks skip it",
 )
 
 

@@ -11,11 +11,33 @@ from ember.observe.series import RETENTION_MINUTES, MinuteSeries, SeriesFile
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 
 
-def record(series: MinuteSeries, at: float, outcome: str = "success", duration: float = 10.0,
-           billed: int = 10, memory: int = 128, function: str = "f", version: str = "$LATEST",
-           cold: bool = False, concurrency: int = 1, account: int = 1) -> None:
-    series.record(function, version, at, outcome, duration, billed, memory, cold,
-                  5.0 if cold else None, concurrency, concurrency, account)
+def record(
+    series: MinuteSeries,
+    at: float,
+    outcome: str = "success",
+    duration: float = 10.0,
+    billed: int = 10,
+    memory: int = 128,
+    function: str = "f",
+    version: str = "$LATEST",
+    cold: bool = False,
+    concurrency: int = 1,
+    account: int = 1,
+) -> None:
+    series.record(
+        function,
+        version,
+        at,
+        outcome,
+        duration,
+        billed,
+        memory,
+        cold,
+        5.0 if cold else None,
+        concurrency,
+        concurrency,
+        account,
+    )
 
 
 def test_invocations_errors_and_duration_statistics() -> None:
@@ -44,9 +66,15 @@ def test_dimensions_select_function_and_version() -> None:
     record(s, T0 + 1, version="1")
     record(s, T0 + 2, version="2")
     record(s, T0 + 3, version="2", function="g")
-    assert [p.statistic("Sum") for p in s.datapoints("Invocations", "f", None, T0, T0 + 60, 60)] == [2]
-    assert [p.statistic("Sum") for p in s.datapoints("Invocations", "f", "2", T0, T0 + 60, 60)] == [1]
-    assert [p.statistic("Sum") for p in s.datapoints("Invocations", None, None, T0, T0 + 60, 60)] == [3]
+    assert [
+        p.statistic("Sum") for p in s.datapoints("Invocations", "f", None, T0, T0 + 60, 60)
+    ] == [2]
+    assert [p.statistic("Sum") for p in s.datapoints("Invocations", "f", "2", T0, T0 + 60, 60)] == [
+        1
+    ]
+    assert [
+        p.statistic("Sum") for p in s.datapoints("Invocations", None, None, T0, T0 + 60, 60)
+    ] == [3]
     assert s.datapoints("Invocations", "f", "3", T0, T0 + 60, 60) == []
     assert s.datapoints("NoSuchMetric", "f", None, T0, T0 + 60, 60) == []
 
@@ -83,7 +111,10 @@ def test_usage_counts_billed_time_and_gb_seconds() -> None:
     assert (row.function, row.version, row.requests, row.billed_ms) == ("f", None, 3, 110)
     assert row.gb_seconds == pytest.approx(0.1 * 1 + 0.010 * 0.125)
     rows = s.usage(T0, T0 + 60, by_version=True)
-    assert [(r.version, r.requests, r.billed_ms) for r in rows] == [("$LATEST", 1, 100), ("1", 2, 10)]
+    assert [(r.version, r.requests, r.billed_ms) for r in rows] == [
+        ("$LATEST", 1, 100),
+        ("1", 2, 10),
+    ]
     assert s.usage(T0 + 120, T0 + 180, by_version=False) == []
 
 

@@ -51,8 +51,16 @@ def test_every_operation_is_found_by_its_own_method_and_path(
 
 
 def test_model_has_the_functions_api(model: ServiceModel) -> None:
-    for name in ("CreateFunction", "GetFunction", "GetFunctionConfiguration", "UpdateFunctionCode",
-                 "UpdateFunctionConfiguration", "DeleteFunction", "ListFunctions", "GetAccountSettings"):
+    for name in (
+        "CreateFunction",
+        "GetFunction",
+        "GetFunctionConfiguration",
+        "UpdateFunctionCode",
+        "UpdateFunctionConfiguration",
+        "DeleteFunction",
+        "ListFunctions",
+        "GetAccountSettings",
+    ):
         assert name in model.operations
 
 
@@ -63,9 +71,24 @@ def test_model_has_the_functions_api(model: ServiceModel) -> None:
         ("GET", "/2015-03-31/functions", "ListFunctions", {}),
         ("GET", "/2015-03-31/functions/", "ListFunctions", {}),
         ("GET", "/2015-03-31/functions/my-fn", "GetFunction", {"FunctionName": "my-fn"}),
-        ("GET", "/2015-03-31/functions/my-fn/configuration", "GetFunctionConfiguration", {"FunctionName": "my-fn"}),
-        ("PUT", "/2015-03-31/functions/my-fn/configuration", "UpdateFunctionConfiguration", {"FunctionName": "my-fn"}),
-        ("PUT", "/2015-03-31/functions/my-fn/code", "UpdateFunctionCode", {"FunctionName": "my-fn"}),
+        (
+            "GET",
+            "/2015-03-31/functions/my-fn/configuration",
+            "GetFunctionConfiguration",
+            {"FunctionName": "my-fn"},
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/my-fn/configuration",
+            "UpdateFunctionConfiguration",
+            {"FunctionName": "my-fn"},
+        ),
+        (
+            "PUT",
+            "/2015-03-31/functions/my-fn/code",
+            "UpdateFunctionCode",
+            {"FunctionName": "my-fn"},
+        ),
         ("DELETE", "/2015-03-31/functions/my-fn", "DeleteFunction", {"FunctionName": "my-fn"}),
         ("GET", "/2016-08-19/account-settings", "GetAccountSettings", {}),
         ("GET", "/2016-08-19/account-settings/", "GetAccountSettings", {}),

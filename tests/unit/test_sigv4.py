@@ -21,7 +21,9 @@ REGION = "us-east-1"
 SIGNED_AT = datetime.datetime(2026, 3, 14, 15, 9, 26)
 NOW = calendar.timegm(SIGNED_AT.timetuple()) + 30.0
 USER_KEY = AccessKey("AKIAEMBERTESTKEY0001", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", USER)
-ROLE_KEY = AccessKey("ASIAEMBERTESTKEY0002", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY", FUNCTION, "the-token")
+ROLE_KEY = AccessKey(
+    "ASIAEMBERTESTKEY0002", "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY", FUNCTION, "the-token"
+)
 BASE = "http://abcdefghijklmnopqrstuvwxyz012345.lambda-url.us-east-1.localhost:9000"
 
 
@@ -44,16 +46,27 @@ def received(request: AWSRequest) -> HttpRequest:
     return HttpRequest(request.method, parts.path.encode(), parts.query.encode(), headers, body)
 
 
-def signed(method: str = "GET", url: str = BASE + "/", body: bytes = b"", key: AccessKey = USER_KEY,
-           headers: dict[str, str] | None = None, region: str = REGION, service: str = "lambda") -> HttpRequest:
+def signed(
+    method: str = "GET",
+    url: str = BASE + "/",
+    body: bytes = b"",
+    key: AccessKey = USER_KEY,
+    headers: dict[str, str] | None = None,
+    region: str = REGION,
+    service: str = "lambda",
+) -> HttpRequest:
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     credentials = Credentials(key.access_key_id, key.secret_access_key, key.session_token)
     SigV4Auth(credentials, service, region).add_auth(request)
     return received(request)
 
 
-def presigned(url: str = BASE + "/", expires: int = 300, key: AccessKey = USER_KEY,
-              signer: type[SigV4QueryAuth] = SigV4QueryAuth) -> HttpRequest:
+def presigned(
+    url: str = BASE + "/",
+    expires: int = 300,
+    key: AccessKey = USER_KEY,
+    signer: type[SigV4QueryAuth] = SigV4QueryAuth,
+) -> HttpRequest:
     request = AWSRequest(method="GET", url=url)
     credentials = Credentials(key.access_key_id, key.secret_access_key, key.session_token)
     signer(credentials, "lambda", REGION, expires=expires).add_auth(request)
@@ -76,8 +89,12 @@ def test_a_signed_get_verifies() -> None:
 
 
 def test_a_signed_post_with_a_body_and_a_query_verifies() -> None:
-    request = signed("POST", BASE + "/orders/7?b=2&a=1&empty=", b'{"n": 1}',
-                     headers={"Content-Type": "application/json", "X-Custom": "  spaced   out  "})
+    request = signed(
+        "POST",
+        BASE + "/orders/7?b=2&a=1&empty=",
+        b'{"n": 1}',
+        headers={"Content-Type": "application/json", "X-Custom": "  spaced   out  "},
+    )
     assert b"content-type" in dict(request.headers)
     assert check(request) == USER_KEY
 
@@ -89,7 +106,9 @@ def test_paths_and_queries_are_canonicalized_as_aws_does() -> None:
 
 
 def test_the_path_style_url_signs_its_whole_path() -> None:
-    assert check(signed(url="http://127.0.0.1:9000/_ember/url/abcdefghijklmnopqrstuvwxyz012345/hi?x=1"))
+    assert check(
+        signed(url="http://127.0.0.1:9000/_ember/url/abcdefghijklmnopqrstuvwxyz012345/hi?x=1")
+    )
 
 
 def test_presigned_urls_verify_with_the_body_hash_or_unsigned_payload() -> None:
@@ -98,7 +117,9 @@ def test_presigned_urls_verify_with_the_body_hash_or_unsigned_payload() -> None:
 
 
 def test_an_unsigned_payload_header_is_honoured() -> None:
-    request = signed("POST", BASE + "/", b"anything", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
+    request = signed(
+        "POST", BASE + "/", b"anything", headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    )
     assert check(tampered(request, body=b"something else")) == USER_KEY
 
 
@@ -108,9 +129,19 @@ def test_the_function_key_needs_its_session_token() -> None:
     with pytest.raises(Refused, match="security token"):
         check(signed(key=AccessKey(ROLE_KEY.access_key_id, ROLE_KEY.secret_access_key, FUNCTION)))
     with pytest.raises(Refused, match="security token"):
-        check(signed(key=AccessKey(ROLE_KEY.access_key_id, ROLE_KEY.secret_access_key, FUNCTION, "forged")))
+        check(
+            signed(
+                key=AccessKey(
+                    ROLE_KEY.access_key_id, ROLE_KEY.secret_access_key, FUNCTION, "forged"
+                )
+            )
+        )
     with pytest.raises(Refused, match="long-term"):
-        check(signed(key=AccessKey(USER_KEY.access_key_id, USER_KEY.secret_access_key, USER, "a-token")))
+        check(
+            signed(
+                key=AccessKey(USER_KEY.access_key_id, USER_KEY.secret_access_key, USER, "a-token")
+            )
+        )
 
 
 # -- refused -------------------------------------------------------------------------------------
@@ -175,7 +206,9 @@ def test_unsigned_and_malformed_requests_are_refused() -> None:
     with pytest.raises(Refused, match="not an AWS4-HMAC-SHA256"):
         check(tampered(bare, headers=[(b"authorization", b"Bearer nope")]))
     request = signed()
-    forged = [(k, v.replace(b"Signature=", b"Signature=zz") if k == b"authorization" else v)
-              for k, v in request.headers]
+    forged = [
+        (k, v.replace(b"Signature=", b"Signature=zz") if k == b"authorization" else v)
+        for k, v in request.headers
+    ]
     with pytest.raises(Refused, match="malformed"):
         check(tampered(request, headers=forged))

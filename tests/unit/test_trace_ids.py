@@ -30,8 +30,15 @@ def test_xray_header_variants() -> None:
 
 
 def test_bad_xray_headers() -> None:
-    for bad in ("", "Root=", "Root=2-5759e988-bd862e3fe1be46a994272793", "Root=1-5759e988-bd86",
-                "Root=1-00000000-000000000000000000000000", "Parent=53995c3f42cd8ad8", "garbage"):
+    for bad in (
+        "",
+        "Root=",
+        "Root=2-5759e988-bd862e3fe1be46a994272793",
+        "Root=1-5759e988-bd86",
+        "Root=1-00000000-000000000000000000000000",
+        "Parent=53995c3f42cd8ad8",
+        "garbage",
+    ):
         assert trace_ids.parse_xray(bad) is None, bad
 
 
@@ -46,15 +53,22 @@ def test_traceparent_parses_and_maps_to_xray() -> None:
 
 
 def test_bad_traceparents() -> None:
-    for bad in (f"ff-{W3C}-53995c3f42cd8ad8-01", f"00-{'0' * 32}-53995c3f42cd8ad8-01",
-                f"00-{W3C}-{'0' * 16}-01", f"00-{W3C}-53995c3f42cd8ad8-01-extra", "00-abc-def-01", ""):
+    for bad in (
+        f"ff-{W3C}-53995c3f42cd8ad8-01",
+        f"00-{'0' * 32}-53995c3f42cd8ad8-01",
+        f"00-{W3C}-{'0' * 16}-01",
+        f"00-{W3C}-53995c3f42cd8ad8-01-extra",
+        "00-abc-def-01",
+        "",
+    ):
         assert trace_ids.parse_traceparent(bad) is None, bad
 
 
 def test_from_headers_prefers_xray_then_w3c_else_new() -> None:
     other = "0af7651916cd43dd8448eb211c80319c"
-    both = trace_ids.from_headers(f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1",
-                                  f"00-{other}-b7ad6b7169203331-01")
+    both = trace_ids.from_headers(
+        f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1", f"00-{other}-b7ad6b7169203331-01"
+    )
     assert both == f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1"
     w3c = trace_ids.from_headers(None, f"00-{other}-b7ad6b7169203331-01")
     assert w3c == "Root=1-0af76519-16cd43dd8448eb211c80319c;Parent=b7ad6b7169203331;Sampled=1"
@@ -73,8 +87,10 @@ def test_derived_span_ids_are_stable_and_distinct() -> None:
     a = trace_ids.span_id("req", 1700000000.123456, trace_ids.INVOCATION)
     assert a == trace_ids.span_id("req", 1700000000.123456, trace_ids.INVOCATION)
     assert len(a) == 16 and int(a, 16)
-    others = {trace_ids.span_id("req", 1700000000.123456, p) for p in
-              (trace_ids.QUEUE, trace_ids.CLAIM, trace_ids.INIT, trace_ids.HANDLER)}
+    others = {
+        trace_ids.span_id("req", 1700000000.123456, p)
+        for p in (trace_ids.QUEUE, trace_ids.CLAIM, trace_ids.INIT, trace_ids.HANDLER)
+    }
     others.add(trace_ids.span_id("req", 1700000000.5, trace_ids.INVOCATION))  # a retry
     assert a not in others and len(others) == 5
 
@@ -90,10 +106,22 @@ def test_function_header_names_the_invocation_span_as_parent() -> None:
 
 def _report(**changes: object) -> InvocationReport:
     fields: dict[str, object] = dict(
-        request_id="req", function="fn", version="$LATEST", memory_mb=128, invocation_type="Event",
-        trace_id=f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1", received=1000.0,
-        queue_wait_ms=50.0, acquire_ms=10.0, init_ms=6.0, duration_ms=2.0, billed_ms=2,
-        max_memory_mb=20, cold=True, outcome="success", error_type=None,
+        request_id="req",
+        function="fn",
+        version="$LATEST",
+        memory_mb=128,
+        invocation_type="Event",
+        trace_id=f"Root={ROOT};Parent=53995c3f42cd8ad8;Sampled=1",
+        received=1000.0,
+        queue_wait_ms=50.0,
+        acquire_ms=10.0,
+        init_ms=6.0,
+        duration_ms=2.0,
+        billed_ms=2,
+        max_memory_mb=20,
+        cold=True,
+        outcome="success",
+        error_type=None,
     )
     fields.update(changes)
     return InvocationReport(**fields)  # type: ignore[arg-type]
@@ -117,8 +145,16 @@ def test_spans_of_an_async_cold_invocation() -> None:
 
 
 def test_spans_of_a_warm_failed_sync_invocation_and_unsampled() -> None:
-    row = invocation_of(_report(invocation_type="RequestResponse", queue_wait_ms=None, cold=False,
-                                init_ms=None, outcome="error", error_type="ValueError"))
+    row = invocation_of(
+        _report(
+            invocation_type="RequestResponse",
+            queue_wait_ms=None,
+            cold=False,
+            init_ms=None,
+            outcome="error",
+            error_type="ValueError",
+        )
+    )
     assert row is not None
     spans = spans_of(row)
     assert [s.name for s in spans] == ["fn", "claim", "handler"]
@@ -134,7 +170,9 @@ def test_the_store_finds_recent_traces_and_prunes(tmp_path: Path) -> None:
         recorder.record(_report(request_id="old", received=now - 2 * RETENTION_S))
         recorder.record(_report(request_id="a", received=now - 2, function="a"))
         recorder.record(_report(request_id="b", received=now - 1, function="b"))
-        recorder.record(_report(request_id="c", received=now, function="a", trace_id=f"Root={other};Sampled=1"))
+        recorder.record(
+            _report(request_id="c", received=now, function="a", trace_id=f"Root={other};Sampled=1")
+        )
         recorder.flush()
         assert [s["xrayTraceId"] for s in recorder.recent("a", 10)] == [other, ROOT]
         assert [s["xrayTraceId"] for s in recorder.recent("b", 10)] == [ROOT]

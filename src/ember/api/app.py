@@ -47,8 +47,16 @@ log = logging.getLogger(__name__)
 ServiceHandler = Callable[[Request], Awaitable[Response]]
 
 # Modules whose import registers their Lambda operations with lambda_api.
-OPERATION_MODULES = (event_config_api, invoke_api, layers_api, versions_api, concurrency_api,
-                     permissions_api, tags_api, function_url_api)
+OPERATION_MODULES = (
+    event_config_api,
+    invoke_api,
+    layers_api,
+    versions_api,
+    concurrency_api,
+    permissions_api,
+    tags_api,
+    function_url_api,
+)
 
 
 class EmberApp:
@@ -58,7 +66,10 @@ class EmberApp:
     `x-amzn-RequestId`, as AWS's do. The guard, when given, refuses requests before all that."""
 
     def __init__(
-        self, aws: ServiceHandler, own_routes: ASGIApp, urls: ASGIApp | None = None,
+        self,
+        aws: ServiceHandler,
+        own_routes: ASGIApp,
+        urls: ASGIApp | None = None,
         guard: RequestGuard | None = None,
     ) -> None:
         self.aws = aws

@@ -136,7 +136,9 @@ def _from_query(model: ServiceModel, shape_name: str, flat: dict[str, str], key:
         items = []
         index = 1
         while _present(flat, f"{key}.member.{index}"):
-            items.append(_from_query(model, shape["member"]["shape"], flat, f"{key}.member.{index}"))
+            items.append(
+                _from_query(model, shape["member"]["shape"], flat, f"{key}.member.{index}")
+            )
             index += 1
         return items
     raw = flat.get(key, "")
@@ -162,7 +164,9 @@ def _to_xml(model: ServiceModel, shape_name: str, value: Any) -> str:
                 parts.append(f"<{member}>{_to_xml(model, ref['shape'], value[member])}</{member}>")
         return "".join(parts)
     if kind == "list":
-        return "".join(f"<member>{_to_xml(model, shape['member']['shape'], v)}</member>" for v in value)
+        return "".join(
+            f"<member>{_to_xml(model, shape['member']['shape'], v)}</member>" for v in value
+        )
     if kind == "timestamp":
         return dt.datetime.fromtimestamp(float(value), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if kind == "boolean":
@@ -241,12 +245,16 @@ class CloudWatchApi:
         except Exception:
             log.exception("the CloudWatch API failed on %s", request.headers.get("x-amz-target"))
             fault = InternalServiceFault("The service cannot complete the request.")
-            return xml_error_response(fault, _request_id(request)) if query else error_response(fault)
+            return (
+                xml_error_response(fault, _request_id(request)) if query else error_response(fault)
+            )
 
     def _operation(self, name: str) -> Any:
-        return {"GetMetricStatistics": self.get_metric_statistics,
-                "GetMetricData": self.get_metric_data,
-                "ListMetrics": self.list_metrics}.get(name)
+        return {
+            "GetMetricStatistics": self.get_metric_statistics,
+            "GetMetricData": self.get_metric_data,
+            "ListMetrics": self.list_metrics,
+        }.get(name)
 
     async def _handle_query(self, request: Request) -> Response:
         body = await wire.read_body(request, BODY_LIMIT, "CloudWatch")
@@ -255,7 +263,9 @@ class CloudWatchApi:
         flat.pop("Version", None)
         handler = self._operation(name)
         if request.method != "POST" or handler is None:
-            raise UnknownOperation(f"The action {name or '(none)'} is not valid for this web service.")
+            raise UnknownOperation(
+                f"The action {name or '(none)'} is not valid for this web service."
+            )
         shape = (self.model.operations[name].get("input") or {}).get("shape")
         params: dict[str, Any] = _from_query(self.model, shape, flat, "") if shape else {}
         if shape:
@@ -312,17 +322,27 @@ class CloudWatchApi:
             dimension_sets.append([{"Name": "FunctionName", "Value": function}])
         for function, version in versions:
             resource = function if version == "$LATEST" else f"{function}:{version}"
-            dimension_sets.append([{"Name": "FunctionName", "Value": function},
-                                   {"Name": "Resource", "Value": resource}])
+            dimension_sets.append(
+                [
+                    {"Name": "FunctionName", "Value": function},
+                    {"Name": "Resource", "Value": resource},
+                ]
+            )
             if version != "$LATEST":
-                dimension_sets.append([{"Name": "FunctionName", "Value": function},
-                                       {"Name": "ExecutedVersion", "Value": version}])
+                dimension_sets.append(
+                    [
+                        {"Name": "FunctionName", "Value": function},
+                        {"Name": "ExecutedVersion", "Value": version},
+                    ]
+                )
         filters: list[dict[str, str]] = params.get("Dimensions") or []
 
         def matches(dims: list[dict[str, str]]) -> bool:
             have = {d["Name"]: d["Value"] for d in dims}
-            return all(f["Name"] in have and f.get("Value", have[f["Name"]]) == have[f["Name"]]
-                       for f in filters)
+            return all(
+                f["Name"] in have and f.get("Value", have[f["Name"]]) == have[f["Name"]]
+                for f in filters
+            )
 
         metrics = [
             {"Namespace": NAMESPACE, "MetricName": name, "Dimensions": dims}
@@ -341,9 +361,13 @@ class CloudWatchApi:
         if params.get("ExtendedStatistics"):
             raise InvalidParameterValue("Ember does not keep percentiles: use Statistics.")
         if not statistics:
-            raise InvalidParameterCombination("Must specify either Statistics or ExtendedStatistics.")
+            raise InvalidParameterCombination(
+                "Must specify either Statistics or ExtendedStatistics."
+            )
         if end <= start:
-            raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+            raise InvalidParameterValue(
+                "The parameter StartTime must be less than the parameter EndTime."
+            )
         start = math.floor(start / 60) * 60
         wanted = math.ceil((end - start) / period)
         if wanted > MAX_DATAPOINTS:
@@ -374,13 +398,17 @@ class CloudWatchApi:
         start = _timestamp(params.get("StartTime"), "StartTime")
         end = _timestamp(params.get("EndTime"), "EndTime")
         if end <= start:
-            raise InvalidParameterValue("The parameter StartTime must be less than the parameter EndTime.")
+            raise InvalidParameterValue(
+                "The parameter StartTime must be less than the parameter EndTime."
+            )
         start = math.floor(start / 60) * 60
         descending = params.get("ScanBy", "TimestampDescending") == "TimestampDescending"
         queries: list[dict[str, Any]] = params["MetricDataQueries"]
         ids = [q["Id"] for q in queries]
         if len(set(ids)) != len(ids):
-            raise InvalidParameterValue("The values for parameter Id in MetricDataQueries are not unique.")
+            raise InvalidParameterValue(
+                "The values for parameter Id in MetricDataQueries are not unique."
+            )
         results = []
         for query in queries:
             stat = query.get("MetricStat")
@@ -411,7 +439,9 @@ class CloudWatchApi:
                 and selection is not None
                 and stat.get("Unit") in (None, unit)
             ):
-                points = self.series.datapoints(name, selection[0], selection[1], start, end, period)
+                points = self.series.datapoints(
+                    name, selection[0], selection[1], start, end, period
+                )
             if descending:
                 points.reverse()
             if query.get("ReturnData", True) is False:

@@ -21,6 +21,12 @@ def signed_path(secret: bytes, sha256: str, now: float | None = None) -> str:
 def verify(secret: bytes, sha256: str, expires: str, signature: str) -> bool:
     # ASCII digits, and few enough for int() (it refuses 4,300); the signature compared as bytes
     # (compare_digest refuses non-ASCII text).
-    if not (expires.isascii() and expires.isdigit()) or len(expires) > 20 or int(expires) < time.time():
+    if (
+        not (expires.isascii() and expires.isdigit())
+        or len(expires) > 20
+        or int(expires) < time.time()
+    ):
         return False
-    return hmac.compare_digest(_signature(secret, sha256, int(expires)).encode(), signature.encode())
+    return hmac.compare_digest(
+        _signature(secret, sha256, int(expires)).encode(), signature.encode()
+    )

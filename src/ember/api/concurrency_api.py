@@ -15,14 +15,22 @@ from ember.platform import Platform
 
 
 @operation("PutFunctionConcurrency")
-async def put_concurrency(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    reserved = platform.concurrency.put_reserved(params["FunctionName"], params["ReservedConcurrentExecutions"])
+async def put_concurrency(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
+    reserved = platform.concurrency.put_reserved(
+        params["FunctionName"], params["ReservedConcurrentExecutions"]
+    )
     return {"ReservedConcurrentExecutions": reserved}
 
 
 @operation("GetFunctionConcurrency")
-async def get_concurrency(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    return {"ReservedConcurrentExecutions": platform.concurrency.get_reserved(params["FunctionName"])}
+async def get_concurrency(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "ReservedConcurrentExecutions": platform.concurrency.get_reserved(params["FunctionName"])
+    }
 
 
 @operation("DeleteFunctionConcurrency")
@@ -44,7 +52,9 @@ def _provisioned(config: ProvisionedConfig, state: ProvisionedState) -> dict[str
 
 
 @operation("PutProvisionedConcurrencyConfig")
-async def put_provisioned(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def put_provisioned(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     config = platform.concurrency.put_provisioned(
         params["FunctionName"], params["Qualifier"], params["ProvisionedConcurrentExecutions"]
     )
@@ -52,8 +62,12 @@ async def put_provisioned(platform: Platform, request: Request, params: dict[str
 
 
 @operation("GetProvisionedConcurrencyConfig")
-async def get_provisioned(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    config, state = platform.concurrency.get_provisioned(params["FunctionName"], params["Qualifier"])
+async def get_provisioned(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
+    config, state = platform.concurrency.get_provisioned(
+        params["FunctionName"], params["Qualifier"]
+    )
     return _provisioned(config, state)
 
 
@@ -63,7 +77,9 @@ async def delete_provisioned(platform: Platform, request: Request, params: dict[
 
 
 @operation("ListProvisionedConcurrencyConfigs")
-async def list_provisioned(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_provisioned(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     configs = platform.concurrency.list_provisioned(params["FunctionName"])
     after = decode_marker(params.get("Marker"))
     if after is not None:
@@ -72,7 +88,8 @@ async def list_provisioned(platform: Platform, request: Request, params: dict[st
     page = configs[:limit]
     return {
         "ProvisionedConcurrencyConfigs": [
-            {"FunctionArn": platform.functions.arn(c.function, c.qualifier), **_provisioned(c, s)} for c, s in page
+            {"FunctionArn": platform.functions.arn(c.function, c.qualifier), **_provisioned(c, s)}
+            for c, s in page
         ],
         "NextMarker": encode_marker(page[-1][0].qualifier) if len(configs) > limit else None,
     }

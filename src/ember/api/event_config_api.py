@@ -22,19 +22,25 @@ def _shape(platform: Platform, config: EventConfig) -> dict[str, Any]:
 
 @operation("PutFunctionEventInvokeConfig")
 async def put(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    config = platform.event_configs.put(params["FunctionName"], params.get("Qualifier"), params, merge=False)
+    config = platform.event_configs.put(
+        params["FunctionName"], params.get("Qualifier"), params, merge=False
+    )
     return _shape(platform, config)
 
 
 @operation("UpdateFunctionEventInvokeConfig")
 async def update(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    config = platform.event_configs.put(params["FunctionName"], params.get("Qualifier"), params, merge=True)
+    config = platform.event_configs.put(
+        params["FunctionName"], params.get("Qualifier"), params, merge=True
+    )
     return _shape(platform, config)
 
 
 @operation("GetFunctionEventInvokeConfig")
 async def get(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    return _shape(platform, platform.event_configs.get(params["FunctionName"], params.get("Qualifier")))
+    return _shape(
+        platform, platform.event_configs.get(params["FunctionName"], params.get("Qualifier"))
+    )
 
 
 @operation("DeleteFunctionEventInvokeConfig")
@@ -43,7 +49,9 @@ async def delete(platform: Platform, request: Request, params: dict[str, Any]) -
 
 
 @operation("ListFunctionEventInvokeConfigs")
-async def list_configs(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_configs(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     page, marker = page_after(
         platform.event_configs.list(params["FunctionName"]),
         lambda c: c.qualifier,

@@ -21,8 +21,15 @@ _SCALARS = {
 }
 
 # Accepted only when empty: features later issues bring. Anything else is refused honestly.
-_NOT_YET = ("FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn",
-            "KMSKeyArn", "CapacityProviderConfig", "DurableConfig", "TenancyConfig")
+_NOT_YET = (
+    "FileSystemConfigs",
+    "ImageConfig",
+    "CodeSigningConfigArn",
+    "KMSKeyArn",
+    "CapacityProviderConfig",
+    "DurableConfig",
+    "TenancyConfig",
+)
 
 
 def record_fields(params: dict[str, Any]) -> dict[str, Any]:
@@ -32,7 +39,9 @@ def record_fields(params: dict[str, Any]) -> dict[str, Any]:
             raise InvalidParameterValue(f"{name} is not supported by Ember yet.")
     vpc = params.get("VpcConfig") or {}
     if vpc.get("SubnetIds") or vpc.get("SecurityGroupIds"):
-        raise InvalidParameterValue("VpcConfig is not supported by Ember: functions reach the host network through Ember only.")
+        raise InvalidParameterValue(
+            "VpcConfig is not supported by Ember: functions reach the host network through Ember only."
+        )
     if (params.get("SnapStart") or {}).get("ApplyOn", "None") != "None":
         raise InvalidParameterValue("SnapStart is not supported by Ember yet.")
     fields: dict[str, Any] = {
@@ -74,7 +83,10 @@ def code_sha256_b64(hex_digest: str) -> str:
 
 def configuration(record: FunctionRecord, arn: str) -> dict[str, Any]:
     """The FunctionConfiguration document AWS returns."""
-    logging: dict[str, Any] = {"LogFormat": record.log_format, "LogGroup": record.effective_log_group}
+    logging: dict[str, Any] = {
+        "LogFormat": record.log_format,
+        "LogGroup": record.effective_log_group,
+    }
     if record.log_format == "JSON":
         logging["ApplicationLogLevel"] = record.application_log_level or "INFO"
         logging["SystemLogLevel"] = record.system_log_level or "INFO"

@@ -35,7 +35,10 @@ def _shape(
 @operation("CreateFunctionUrlConfig")
 async def create(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
     config = platform.function_urls.create(
-        params["FunctionName"], params.get("Qualifier"), params["AuthType"], params.get("Cors"),
+        params["FunctionName"],
+        params.get("Qualifier"),
+        params["AuthType"],
+        params.get("Cors"),
         params.get("InvokeMode"),
     )
     return _shape(platform, request, config, modified=False)
@@ -43,7 +46,11 @@ async def create(platform: Platform, request: Request, params: dict[str, Any]) -
 
 @operation("GetFunctionUrlConfig")
 async def get(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    return _shape(platform, request, platform.function_urls.get(params["FunctionName"], params.get("Qualifier")))
+    return _shape(
+        platform,
+        request,
+        platform.function_urls.get(params["FunctionName"], params.get("Qualifier")),
+    )
 
 
 @operation("UpdateFunctionUrlConfig")
@@ -58,11 +65,16 @@ async def delete(platform: Platform, request: Request, params: dict[str, Any]) -
 
 
 @operation("ListFunctionUrlConfigs")
-async def list_configs(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_configs(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     page, marker = page_after(
         platform.function_urls.list(params["FunctionName"]),
         lambda c: c.qualifier or "$LATEST",
         params.get("Marker"),
         params.get("MaxItems"),
     )
-    return {"FunctionUrlConfigs": [_shape(platform, request, c) for c in page], "NextMarker": marker}
+    return {
+        "FunctionUrlConfigs": [_shape(platform, request, c) for c in page],
+        "NextMarker": marker,
+    }

@@ -26,7 +26,9 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
                 f"Could not parse request body into json: Could not parse payload into json: {exc}"
             ) from None
     invoker = platform.invoker
-    trace = trace_ids.from_headers(request.headers.get("x-amzn-trace-id"), request.headers.get("traceparent"))
+    trace = trace_ids.from_headers(
+        request.headers.get("x-amzn-trace-id"), request.headers.get("traceparent")
+    )
     if invocation_type == "DryRun":
         record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
         return {"StatusCode": 204, "ExecutedVersion": record.version}
@@ -37,10 +39,11 @@ async def invoke(platform: Platform, request: Request, params: dict[str, Any]) -
                 f"{len(payload)} byte payload is too large for the Event invocation type (limit {limit} bytes)"
             )
         record = invoker.resolve(params["FunctionName"], params.get("Qualifier"))
-        qualifier = params.get("Qualifier") or platform.functions.parse_ref(params["FunctionName"]).qualifier
-        await platform.dispatcher.submit(
-            record.name, qualifier, payload, trace
+        qualifier = (
+            params.get("Qualifier")
+            or platform.functions.parse_ref(params["FunctionName"]).qualifier
         )
+        await platform.dispatcher.submit(record.name, qualifier, payload, trace)
         return {"StatusCode": 202}
     result = await invoker.invoke(
         InvokeRequest(

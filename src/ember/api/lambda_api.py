@@ -44,7 +44,9 @@ def operation(name: str) -> Callable[[Handler], Handler]:
     return register
 
 
-def _config(platform: Platform, record: FunctionRecord, qualifier: str | None = None) -> dict[str, Any]:
+def _config(
+    platform: Platform, record: FunctionRecord, qualifier: str | None = None
+) -> dict[str, Any]:
     """A FunctionConfiguration; its ARN carries `qualifier` (a published version's always does)."""
     if qualifier is None and record.version != LATEST:
         qualifier = record.version
@@ -53,29 +55,41 @@ def _config(platform: Platform, record: FunctionRecord, qualifier: str | None = 
 
 def _zip_from(code: dict[str, Any]) -> bytes:
     if code.get("ImageUri"):
-        raise InvalidParameterValue("Container images are not supported by Ember: upload a .zip (ZipFile).")
+        raise InvalidParameterValue(
+            "Container images are not supported by Ember: upload a .zip (ZipFile)."
+        )
     if code.get("S3Bucket") or code.get("S3Key"):
-        raise InvalidParameterValue("Code from S3 is not supported by Ember yet: upload the .zip as ZipFile.")
+        raise InvalidParameterValue(
+            "Code from S3 is not supported by Ember yet: upload the .zip as ZipFile."
+        )
     data = code.get("ZipFile")
     if not data:
-        raise InvalidParameterValue("Please provide a source for function code: ZipFile is required.")
+        raise InvalidParameterValue(
+            "Please provide a source for function code: ZipFile is required."
+        )
     return bytes(data)
 
 
 def _refuse_publish(params: dict[str, Any]) -> None:
     if params.get("PublishTo"):
-        raise InvalidParameterValue("PublishTo (LATEST_PUBLISHED) is not supported by Ember: use Publish.")
+        raise InvalidParameterValue(
+            "PublishTo (LATEST_PUBLISHED) is not supported by Ember: use Publish."
+        )
 
 
 @operation("CreateFunction")
-async def create_function(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def create_function(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     if params.get("PackageType", "Zip") != "Zip":
         raise InvalidParameterValue("PackageType Image is not supported by Ember: use Zip.")
     _refuse_publish(params)
     zip_bytes = _zip_from(params["Code"])
     fields = record_fields(params)
     tags = platform.tags.checked(dict(params.get("Tags") or {}))
-    record = await run_in_threadpool(platform.functions.create, params["FunctionName"], zip_bytes, fields)
+    record = await run_in_threadpool(
+        platform.functions.create, params["FunctionName"], zip_bytes, fields
+    )
     platform.tags.put(record.name, tags)
     if params.get("Publish"):
         record = await run_in_threadpool(platform.versions.publish, record.name)
@@ -83,7 +97,9 @@ async def create_function(platform: Platform, request: Request, params: dict[str
 
 
 @operation("GetFunction")
-async def get_function(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def get_function(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     record = platform.functions.get(params["FunctionName"], params.get("Qualifier"))
     base = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
     qualifier = platform.functions.qualifier_of(params["FunctionName"], params.get("Qualifier"))
@@ -104,13 +120,21 @@ async def get_function(platform: Platform, request: Request, params: dict[str, A
 
 
 @operation("GetFunctionConfiguration")
-async def get_function_configuration(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def get_function_configuration(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     record = platform.functions.get(params["FunctionName"], params.get("Qualifier"))
-    return _config(platform, record, platform.functions.qualifier_of(params["FunctionName"], params.get("Qualifier")))
+    return _config(
+        platform,
+        record,
+        platform.functions.qualifier_of(params["FunctionName"], params.get("Qualifier")),
+    )
 
 
 @operation("UpdateFunctionCode")
-async def update_function_code(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def update_function_code(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     _refuse_publish(params)
     zip_bytes = _zip_from(params)
     if params.get("Architectures"):
@@ -128,7 +152,9 @@ async def update_function_code(platform: Platform, request: Request, params: dic
 
 
 @operation("UpdateFunctionConfiguration")
-async def update_function_configuration(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def update_function_configuration(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     record = await run_in_threadpool(
         platform.functions.update_configuration,
         params["FunctionName"],
@@ -139,7 +165,9 @@ async def update_function_configuration(platform: Platform, request: Request, pa
 
 
 @operation("DeleteFunction")
-async def delete_function(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def delete_function(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     platform.functions.delete(params["FunctionName"], params.get("Qualifier"))
     return {"StatusCode": 204}
 
@@ -170,7 +198,9 @@ def page_after(
 
 
 @operation("ListFunctions")
-async def list_functions(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_functions(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     limit = min(int(params.get("MaxItems") or 50), 50)
     if params.get("FunctionVersion") == "ALL":
         return _list_all_versions(platform, params.get("Marker"), limit)
@@ -202,7 +232,9 @@ def _list_all_versions(platform: Platform, marker: str | None, limit: int) -> di
 
 
 @operation("GetAccountSettings")
-async def get_account_settings(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def get_account_settings(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     limits = platform.settings.limits
     count, total = platform.store.code_usage()
     return {
@@ -241,12 +273,16 @@ class LambdaApi:
         found = self.model.find_route(request.method, request.url.path, query)
         if found is None:
             if self.model.path_exists(request.url.path):
-                raise InvalidParameterValue(f"Method {request.method} is not allowed on {request.url.path}")
+                raise InvalidParameterValue(
+                    f"Method {request.method} is not allowed on {request.url.path}"
+                )
             raise ResourceNotFound(f"Unknown path: {request.url.path}")
         route, path_params = found
         handler = HANDLERS.get(route.operation)
         if handler is None:
-            raise NotImplementedOperation(f"The {route.operation} operation is not supported by Ember yet.")
+            raise NotImplementedOperation(
+                f"The {route.operation} operation is not supported by Ember yet."
+            )
         limit = BODY_LIMITS.get(route.operation, DEFAULT_BODY_LIMIT)
         body = await wire.read_body(request, limit, route.operation)
         params = wire.parse(self.model, route, request, path_params, body)

@@ -54,10 +54,14 @@ def _document(platform: Platform, request: Request, layer: LayerVersion) -> dict
 
 def _zip_from(content: dict[str, Any]) -> bytes:
     if content.get("S3Bucket") or content.get("S3Key"):
-        raise InvalidParameterValue("Layer content from S3 is not supported by Ember yet: upload the .zip as ZipFile.")
+        raise InvalidParameterValue(
+            "Layer content from S3 is not supported by Ember yet: upload the .zip as ZipFile."
+        )
     data = content.get("ZipFile")
     if not data:
-        raise InvalidParameterValue("Please provide a source for the layer content: ZipFile is required.")
+        raise InvalidParameterValue(
+            "Please provide a source for the layer content: ZipFile is required."
+        )
     return bytes(data)
 
 
@@ -70,7 +74,9 @@ async def publish(platform: Platform, request: Request, params: dict[str, Any]) 
         "compatible_runtimes": tuple(params.get("CompatibleRuntimes") or ()),
         "compatible_architectures": tuple(params.get("CompatibleArchitectures") or ()),
     }
-    layer = await run_in_threadpool(platform.functions.layers.publish, params["LayerName"], zip_bytes, fields)
+    layer = await run_in_threadpool(
+        platform.functions.layers.publish, params["LayerName"], zip_bytes, fields
+    )
     return _document(platform, request, layer)
 
 
@@ -81,7 +87,9 @@ async def get(platform: Platform, request: Request, params: dict[str, Any]) -> d
 
 
 @operation("GetLayerVersionByArn")
-async def get_by_arn(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def get_by_arn(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     return _document(platform, request, platform.functions.layers.get_by_arn(params["Arn"]))
 
 
@@ -95,7 +103,9 @@ def _page_size(params: dict[str, Any]) -> int:
 
 
 @operation("ListLayerVersions")
-async def list_versions(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_versions(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     versions = platform.functions.layers.versions(
         params["LayerName"], params.get("CompatibleRuntime"), params.get("CompatibleArchitecture")
     )
@@ -114,7 +124,9 @@ async def list_versions(platform: Platform, request: Request, params: dict[str, 
 
 
 @operation("ListLayers")
-async def list_layers(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_layers(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     layers = platform.functions.layers.latest_matching(
         params.get("CompatibleRuntime"), params.get("CompatibleArchitecture")
     )
@@ -137,7 +149,9 @@ async def list_layers(platform: Platform, request: Request, params: dict[str, An
 
 
 @operation("AddLayerVersionPermission")
-async def add_permission(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def add_permission(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     statement, revision = platform.functions.layers.add_permission(
         params["LayerName"],
         int(params["VersionNumber"]),
@@ -153,11 +167,18 @@ async def add_permission(platform: Platform, request: Request, params: dict[str,
 @operation("RemoveLayerVersionPermission")
 async def remove_permission(platform: Platform, request: Request, params: dict[str, Any]) -> None:
     platform.functions.layers.remove_permission(
-        params["LayerName"], int(params["VersionNumber"]), params["StatementId"], params.get("RevisionId")
+        params["LayerName"],
+        int(params["VersionNumber"]),
+        params["StatementId"],
+        params.get("RevisionId"),
     )
 
 
 @operation("GetLayerVersionPolicy")
-async def get_policy(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
-    document, revision = platform.functions.layers.policy(params["LayerName"], int(params["VersionNumber"]))
+async def get_policy(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
+    document, revision = platform.functions.layers.policy(
+        params["LayerName"], int(params["VersionNumber"])
+    )
     return {"Policy": document, "RevisionId": revision}

@@ -55,8 +55,30 @@ MAX_BATCH_SPAN_MS = DAY_MS
 TOO_NEW_MS = 2 * 3600 * 1000
 TOO_OLD_MS = 14 * DAY_MS
 PLATFORM_MEMBER = "emberPlatform"
-RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                  2192, 2557, 2922, 3288, 3653)
+RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 class LogsError(EmberError):
@@ -131,7 +153,9 @@ class LogsApi:
             return error_response(error)
         except Exception:
             log.exception("the Logs API failed on %s", request.headers.get("x-amz-target"))
-            return error_response(ServiceUnavailableException("The service cannot complete the request."))
+            return error_response(
+                ServiceUnavailableException("The service cannot complete the request.")
+            )
 
     async def _handle(self, request: Request) -> Response:
         target = request.headers.get("x-amz-target", "")
@@ -167,13 +191,17 @@ class LogsApi:
         if identifier:
             name = self.name_from_identifier(identifier)
         if not name:
-            raise InvalidParameterException("Either logGroupName or logGroupIdentifier is required.")
+            raise InvalidParameterException(
+                "Either logGroupName or logGroupIdentifier is required."
+            )
         return str(name)
 
     def name_from_identifier(self, identifier: str) -> str:
         if not identifier.startswith("arn:"):
             return identifier
-        found = re.fullmatch(r"arn:([^:]+):logs:([^:]*):([^:]*):log-group:(.+?)(?::\*)?", identifier)
+        found = re.fullmatch(
+            r"arn:([^:]+):logs:([^:]*):([^:]*):log-group:(.+?)(?::\*)?", identifier
+        )
         if found is None:
             raise InvalidParameterException(f"Invalid log group ARN: {identifier}")
         if found.group(1, 2, 3) != self.arn_scope:  # another partition, region or account
@@ -246,7 +274,9 @@ def _position_token(direction: str, position: Position) -> str:
 
 
 _POSITION_TOKEN = re.compile(r"([fb])/([0-9]{20})([0-9]{36})/s")
-_STORED = range(-(2**63), 2**63)  # what a SQLite INTEGER holds: positions and times outside it are forged
+_STORED = range(
+    -(2**63), 2**63
+)  # what a SQLite INTEGER holds: positions and times outside it are forged
 
 
 def _stored(value: Any) -> bool:
@@ -351,7 +381,9 @@ def describe_log_streams(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]
     after: tuple[int, str] | None = None
     if params.get("nextToken"):
         raw = _decode_token(params["nextToken"], "streams")
-        if not (isinstance(raw, list) and len(raw) == 2 and _stored(raw[0]) and isinstance(raw[1], str)):
+        if not (
+            isinstance(raw, list) and len(raw) == 2 and _stored(raw[0]) and isinstance(raw[1], str)
+        ):
             raise InvalidParameterException("The specified nextToken is invalid.")
         after = (raw[0], raw[1])
     streams = api.store.streams(group, prefix, by_last_event, descending, after, limit + 1)
@@ -364,7 +396,11 @@ def describe_log_streams(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _output_event(event: LogEvent) -> dict[str, Any]:
-    shape = {"timestamp": event.timestamp, "message": event.message, "ingestionTime": event.ingestion}
+    shape = {
+        "timestamp": event.timestamp,
+        "message": event.message,
+        "ingestionTime": event.ingestion,
+    }
     if event.platform:
         shape[PLATFORM_MEMBER] = True
     return shape
@@ -392,8 +428,13 @@ def get_log_events(api: LogsApi, params: dict[str, Any]) -> dict[str, Any]:
     api.existing_stream(group, stream)
     start, end = params.get("startTime"), params.get("endTime")
     limit = int(params.get("limit", 10_000))
-    common: dict[str, Any] = {"streams": [stream], "start": start, "end": end, "limit": limit,
-                              "max_bytes": MAX_BATCH_BYTES}
+    common: dict[str, Any] = {
+        "streams": [stream],
+        "start": start,
+        "end": end,
+        "limit": limit,
+        "max_bytes": MAX_BATCH_BYTES,
+    }
     token = params.get("nextToken")
     if token:
         direction, position = _parse_position_token(token)

@@ -12,7 +12,9 @@ from ember.platform import Platform
 
 
 @operation("AddPermission")
-async def add_permission(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def add_permission(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     statement = platform.policies.add(params["FunctionName"], params.get("Qualifier"), params)
     return {"Statement": orjson.dumps(statement).decode()}
 
@@ -20,11 +22,16 @@ async def add_permission(platform: Platform, request: Request, params: dict[str,
 @operation("RemovePermission")
 async def remove_permission(platform: Platform, request: Request, params: dict[str, Any]) -> None:
     platform.policies.remove(
-        params["FunctionName"], params.get("Qualifier"), params["StatementId"], params.get("RevisionId")
+        params["FunctionName"],
+        params.get("Qualifier"),
+        params["StatementId"],
+        params.get("RevisionId"),
     )
 
 
 @operation("GetPolicy")
-async def get_policy(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def get_policy(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     document, revision = platform.policies.get(params["FunctionName"], params.get("Qualifier"))
     return {"Policy": orjson.dumps(document).decode(), "RevisionId": revision}

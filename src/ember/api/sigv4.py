@@ -70,7 +70,9 @@ class HttpRequest:
     @classmethod
     def from_scope(cls, scope: Mapping[str, Any], body: bytes) -> HttpRequest:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        return cls(scope["method"], raw_path, scope.get("query_string", b""), list(scope["headers"]), body)
+        return cls(
+            scope["method"], raw_path, scope.get("query_string", b""), list(scope["headers"]), body
+        )
 
     def header_values(self, name: str) -> list[str]:
         wanted = name.lower().encode("latin-1")
@@ -139,7 +141,15 @@ def parse(request: HttpRequest) -> Signature:
     if len(parts) != 5 or parts[4] != "aws4_request" or not parts[0]:
         raise Refused("the credential scope is malformed")
     return Signature(
-        parts[0], parts[1], parts[2], parts[3], tuple(signed.lower().split(";")), value, amz_date, expires, token
+        parts[0],
+        parts[1],
+        parts[2],
+        parts[3],
+        tuple(signed.lower().split(";")),
+        value,
+        amz_date,
+        expires,
+        token,
     )
 
 
@@ -151,7 +161,10 @@ def check_form(signature: Signature, region: str, now: float) -> None:
         raise Refused("the host header must be signed")
     if not _SIGNATURE.fullmatch(signature.value):
         raise Refused("the signature is malformed")
-    if not _AMZ_DATE.fullmatch(signature.amz_date) or signature.amz_date[:8] != signature.scope_date:
+    if (
+        not _AMZ_DATE.fullmatch(signature.amz_date)
+        or signature.amz_date[:8] != signature.scope_date
+    ):
         raise Refused("X-Amz-Date is missing or does not match the credential scope")
     signed_at = calendar.timegm(time.strptime(signature.amz_date, "%Y%m%dT%H%M%SZ"))
     if signature.expires is None:
@@ -225,14 +238,20 @@ class _Signer(SigV4Auth):
         return self._payload_hash
 
     def sign(self, request: AWSRequest) -> str:
-        return self.signature(self.string_to_sign(request, self.canonical_request(request)), request)
+        return self.signature(
+            self.string_to_sign(request, self.canonical_request(request)), request
+        )
 
 
-def expected_signatures(request: HttpRequest, signature: Signature, key: AccessKey, region: str) -> list[str]:
+def expected_signatures(
+    request: HttpRequest, signature: Signature, key: AccessKey, region: str
+) -> list[str]:
     """What `key` signs `request` to, for each payload hash the request may use."""
     headers = signed_header_values(request, signature)
     query = canonical_query(request)
-    unsigned = AWSRequest(method=request.method, url="http://ember" + request.raw_path.decode("latin-1"))
+    unsigned = AWSRequest(
+        method=request.method, url="http://ember" + request.raw_path.decode("latin-1")
+    )
     unsigned.context["timestamp"] = signature.amz_date
     return [
         _Signer(key, region, headers, query, payload_hash).sign(unsigned)
@@ -241,7 +260,10 @@ def expected_signatures(request: HttpRequest, signature: Signature, key: AccessK
 
 
 def authenticate(
-    request: HttpRequest, find_key: Callable[[str], AccessKey | None], region: str, now: float | None = None
+    request: HttpRequest,
+    find_key: Callable[[str], AccessKey | None],
+    region: str,
+    now: float | None = None,
 ) -> AccessKey:
     """The access key `request` is validly signed with; raises Refused otherwise."""
     signature = parse(request)

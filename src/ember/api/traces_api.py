@@ -1,7 +1,7 @@
 """Ember's trace routes (what `ember trace` reads):
 
-  GET /_ember/traces/{id}                    one trace's spans; id as X-Ray root or 32 hex
-  GET /_ember/traces?function=NAME&limit=N   the most recent traces (of a function), newest first
+GET /_ember/traces/{id}                    one trace's spans; id as X-Ray root or 32 hex
+GET /_ember/traces?function=NAME&limit=N   the most recent traces (of a function), newest first
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ def routes(platform: Platform) -> list[Route]:
     async def one(request: Request) -> Response:
         trace_id = trace_ids.normalize_trace_id(request.path_params["trace_id"])
         if trace_id is None:
-            return JSONResponse({"message": "Not a trace id (expected 1-xxxxxxxx-xxx…x or 32 hex digits)"},
-                                status_code=400)
+            return JSONResponse(
+                {"message": "Not a trace id (expected 1-xxxxxxxx-xxx…x or 32 hex digits)"},
+                status_code=400,
+            )
         await asyncio.to_thread(recorder.flush)  # include invocations that just finished
         spans = await asyncio.to_thread(recorder.trace, trace_id)
         if not spans:

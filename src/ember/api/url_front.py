@@ -89,18 +89,22 @@ def addressed(scope: Scope, host: bytes | None = None) -> bool:
 
 def by_path(scope: Scope) -> bool:
     """Addressed by path on a host of its own (not a function URL's name): to be sandboxed."""
-    return scope["path"].startswith(PATH_PREFIX) and not _HOST.search(_host(scope).decode("latin-1"))
+    return scope["path"].startswith(PATH_PREFIX) and not _HOST.search(
+        _host(scope).decode("latin-1")
+    )
 
 
 def _message(status: int, message: str | None) -> Response:
-    return Response(orjson.dumps({"Message": message}), status_code=status, media_type="application/json")
+    return Response(
+        orjson.dumps({"Message": message}), status_code=status, media_type="application/json"
+    )
 
 
 def _locate(scope: Scope) -> tuple[str, bytes]:
     """(url id, raw path as the function sees it) for a request."""
     raw: bytes = scope.get("raw_path") or scope["path"].encode()
     if raw.startswith(_PATH_PREFIX):
-        rest = raw[len(_PATH_PREFIX):]
+        rest = raw[len(_PATH_PREFIX) :]
         url_id, slash, path = rest.partition(b"/")
         return url_id.decode("latin-1").lower(), b"/" + path if slash else b"/"
     found = _HOST.search(_host(scope).decode("latin-1"))
@@ -122,7 +126,9 @@ def _allowed_origin(cors: dict[str, Any], origin: str | None) -> str | None:
     return None
 
 
-def _cors_headers(cors: dict[str, Any] | None, origin: str | None, preflight: bool) -> list[tuple[str, str]]:
+def _cors_headers(
+    cors: dict[str, Any] | None, origin: str | None, preflight: bool
+) -> list[tuple[str, str]]:
     if not cors:
         return []
     allowed = _allowed_origin(cors, origin)
@@ -133,7 +139,9 @@ def _cors_headers(cors: dict[str, Any] | None, origin: str | None, preflight: bo
         headers.append(("access-control-allow-credentials", "true"))
     if preflight:
         if cors.get("AllowMethods"):
-            headers.append(("access-control-allow-methods", ",".join(m.upper() for m in cors["AllowMethods"])))
+            headers.append(
+                ("access-control-allow-methods", ",".join(m.upper() for m in cors["AllowMethods"]))
+            )
         if cors.get("AllowHeaders"):
             headers.append(("access-control-allow-headers", ",".join(cors["AllowHeaders"])))
         if cors.get("MaxAge") is not None:
@@ -156,8 +164,14 @@ def _is_text(content_type: str | None) -> bool:
 
 
 def build_event(
-    request: Request, config: FunctionUrl, raw_path: bytes, body: bytes, request_id: str,
-    domain: str, account_id: str, authorizer: dict[str, Any] | None,
+    request: Request,
+    config: FunctionUrl,
+    raw_path: bytes,
+    body: bytes,
+    request_id: str,
+    domain: str,
+    account_id: str,
+    authorizer: dict[str, Any] | None,
 ) -> dict[str, Any]:
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -303,7 +317,9 @@ class UrlFront:
             return response
         cors = _cors_headers(config.cors, origin, preflight=False)
         try:
-            body = await wire.read_body(request, platform.settings.limits.sync_payload_bytes, "InvokeFunctionUrl")
+            body = await wire.read_body(
+                request, platform.settings.limits.sync_payload_bytes, "InvokeFunctionUrl"
+            )
         except RequestEntityTooLarge as error:
             return _with(_message(413, error.message), cors)
         except InvalidRequestContent:  # gone mid-body, or broken HTTP (uvicorn answered 400)
@@ -314,12 +330,24 @@ class UrlFront:
         host = request.headers.get("host", "")
         domain = host.rsplit(":", 1)[0] if _HOST.search(host) else self._domain(config)
         event = build_event(
-            request, config, raw_path, body, request_id, domain, platform.settings.account_id,
+            request,
+            config,
+            raw_path,
+            body,
+            request_id,
+            domain,
+            platform.settings.account_id,
             authorizer or None,
         )
         payload = orjson.dumps(event)
         if len(payload) > platform.settings.limits.sync_payload_bytes:
-            return _with(_message(413, "Request must be smaller than 6291456 bytes for the InvokeFunction operation"), cors)
+            return _with(
+                _message(
+                    413,
+                    "Request must be smaller than 6291456 bytes for the InvokeFunction operation",
+                ),
+                cors,
+            )
         try:
             result = await platform.invoker.invoke(
                 InvokeRequest(
@@ -355,23 +383,33 @@ class UrlFront:
     def _domain(self, config: FunctionUrl) -> str:
         return f"{config.url_id}.lambda-url.{self.platform.settings.region}.localhost"
 
-    def _authorize(self, request: Request, config: FunctionUrl, body: bytes) -> dict[str, Any] | None:
+    def _authorize(
+        self, request: Request, config: FunctionUrl, body: bytes
+    ) -> dict[str, Any] | None:
         """The event's requestContext.authorizer ({} for NONE) when allowed, else None."""
         platform = self.platform
         if config.auth_type == "NONE":
             policies = platform.policies
             qualifier = config.invoke_qualifier
             allowed = policies.allows(
-                config.function, qualifier, ANONYMOUS, "lambda:InvokeFunctionUrl",
+                config.function,
+                qualifier,
+                ANONYMOUS,
+                "lambda:InvokeFunctionUrl",
                 {"lambda:FunctionUrlAuthType": "NONE"},
             ) and policies.allows(
-                config.function, qualifier, ANONYMOUS, "lambda:InvokeFunction",
+                config.function,
+                qualifier,
+                ANONYMOUS,
+                "lambda:InvokeFunction",
                 {"lambda:InvokedViaFunctionUrl": "true"},
             )
             return {} if allowed else None
         try:
             key = sigv4.authenticate(
-                sigv4.HttpRequest.from_scope(request.scope, body), platform.access_keys.find, platform.settings.region
+                sigv4.HttpRequest.from_scope(request.scope, body),
+                platform.access_keys.find,
+                platform.settings.region,
             )
         except sigv4.Refused as refused:
             log.info("function URL %s refused an AWS_IAM request: %s", config.url_id, refused)

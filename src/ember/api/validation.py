@@ -158,43 +158,93 @@ class _Checker:
             self.fail(value, shape, path, "Member must be a string")
             return
         if "enum" in shape and value not in shape["enum"]:
-            self.fail(value, shape, path, f"Member must satisfy enum value set: [{', '.join(shape['enum'])}]")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must satisfy enum value set: [{', '.join(shape['enum'])}]",
+            )
             return
         if "min" in shape and len(value) < shape["min"]:
-            self.fail(value, shape, path, f"Member must have length greater than or equal to {shape['min']}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must have length greater than or equal to {shape['min']}",
+            )
         if "max" in shape and len(value) > shape["max"]:
-            self.fail(value, shape, path, f"Member must have length less than or equal to {shape['max']}")
+            self.fail(
+                value, shape, path, f"Member must have length less than or equal to {shape['max']}"
+            )
         if "pattern" in shape and not _pattern(shape["pattern"]).fullmatch(value):
-            self.fail(value, shape, path, f"Member must satisfy regular expression pattern: {shape['pattern']}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must satisfy regular expression pattern: {shape['pattern']}",
+            )
 
     def integer(self, value: Any, shape: Shape, path: str, low: int, high: int) -> None:
         # JSON parsers hand integers beyond 64 bits over as floats: still integers out of range.
-        huge = isinstance(value, float) and math.isfinite(value) and value.is_integer() and not low <= value <= high
+        huge = (
+            isinstance(value, float)
+            and math.isfinite(value)
+            and value.is_integer()
+            and not low <= value <= high
+        )
         if isinstance(value, bool) or not (isinstance(value, int) or huge):
             self.fail(value, shape, path, "Member must be a number")
             return
         if value < max(low, shape.get("min", low)):
-            self.fail(value, shape, path, f"Member must have value greater than or equal to {shape.get('min', low)}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must have value greater than or equal to {shape.get('min', low)}",
+            )
         if value > min(high, shape.get("max", high)):
-            self.fail(value, shape, path, f"Member must have value less than or equal to {shape.get('max', high)}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must have value less than or equal to {shape.get('max', high)}",
+            )
 
     def number(self, value: Any, shape: Shape, path: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             self.fail(value, shape, path, "Member must be a number")
             return
         if "min" in shape and value < shape["min"]:
-            self.fail(value, shape, path, f"Member must have value greater than or equal to {shape['min']}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must have value greater than or equal to {shape['min']}",
+            )
         if "max" in shape and value > shape["max"]:
-            self.fail(value, shape, path, f"Member must have value less than or equal to {shape['max']}")
+            self.fail(
+                value, shape, path, f"Member must have value less than or equal to {shape['max']}"
+            )
 
     def list(self, value: Any, shape: Shape, path: str) -> None:
         if not isinstance(value, list):
             self.fail(value, shape, path, "Member must be a list")
             return
         if "min" in shape and len(value) < shape["min"]:
-            self.fail(value, shape, path, f"Member must have length greater than or equal to {shape['min']}")
+            self.fail(
+                value,
+                shape,
+                path,
+                f"Member must have length greater than or equal to {shape['min']}",
+            )
         if "max" in shape and len(value) > shape["max"]:
-            self.fail(value, shape, path, f"Member must have length less than or equal to {shape['max']}")
+            self.fail(
+                value, shape, path, f"Member must have length less than or equal to {shape['max']}"
+            )
         member = shape["member"]["shape"]
         for item in value:
             if item is None:
@@ -241,7 +291,9 @@ def drop_nulls(model: ServiceModel, shape_name: str, value: Any) -> Any:
     if kind == "list" and isinstance(value, list):
         return [drop_nulls(model, shape["member"]["shape"], item) for item in value]
     if kind == "map" and isinstance(value, dict):
-        return {key: drop_nulls(model, shape["value"]["shape"], item) for key, item in value.items()}
+        return {
+            key: drop_nulls(model, shape["value"]["shape"], item) for key, item in value.items()
+        }
     return value
 
 

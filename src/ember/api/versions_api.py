@@ -32,7 +32,9 @@ def _weights(params: dict[str, Any]) -> dict[str, float] | None:
 
 
 @operation("PublishVersion")
-async def publish_version(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def publish_version(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     record = await run_in_threadpool(
         platform.versions.publish,
         params["FunctionName"],
@@ -44,7 +46,9 @@ async def publish_version(platform: Platform, request: Request, params: dict[str
 
 
 @operation("ListVersionsByFunction")
-async def list_versions(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_versions(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     limit = min(int(params.get("MaxItems") or 50), 50)
     records, last = platform.versions.list_versions(
         params["FunctionName"], decode_marker(params.get("Marker")), limit
@@ -56,9 +60,15 @@ async def list_versions(platform: Platform, request: Request, params: dict[str, 
 
 
 @operation("CreateAlias")
-async def create_alias(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def create_alias(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     alias = platform.versions.create_alias(
-        params["FunctionName"], params["Name"], params["FunctionVersion"], params.get("Description"), _weights(params)
+        params["FunctionName"],
+        params["Name"],
+        params["FunctionVersion"],
+        params.get("Description"),
+        _weights(params),
     )
     return _alias(platform, alias)
 
@@ -69,7 +79,9 @@ async def get_alias(platform: Platform, request: Request, params: dict[str, Any]
 
 
 @operation("UpdateAlias")
-async def update_alias(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def update_alias(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     alias = platform.versions.update_alias(
         params["FunctionName"],
         params["Name"],
@@ -93,7 +105,9 @@ async def delete_alias(platform: Platform, request: Request, params: dict[str, A
 
 
 @operation("ListAliases")
-async def list_aliases(platform: Platform, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+async def list_aliases(
+    platform: Platform, request: Request, params: dict[str, Any]
+) -> dict[str, Any]:
     aliases = platform.versions.list_aliases(params["FunctionName"], params.get("FunctionVersion"))
     after = decode_marker(params.get("Marker"))
     if after is not None:

@@ -17,7 +17,9 @@ from ember.errors import EmberError, InvalidRequestContent, RequestEntityTooLarg
 
 JSON_TYPE = "application/json"
 DRAIN_BYTES = 256 * 1024 * 1024  # how much of a refused body is read (and dropped) before answering
-_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)  # int() would also take ' 1', '1_000', non-ASCII digits
+_INTEGER = re.compile(
+    r"-?[0-9]+", re.ASCII
+)  # int() would also take ' 1', '1_000', non-ASCII digits
 
 
 async def read_body(request: Request, limit: int, operation: str) -> bytes:
@@ -61,7 +63,9 @@ def _scalar(model: ServiceModel, shape_name: str, raw: str, name: str) -> Any:
         elif len(raw.lstrip("-")) > 20:  # past any 64-bit number (and int() refuses 4,300 digits)
             low, high = TYPE_RANGES[kind]
             constraint = "Member must have value " + (
-                f"greater than or equal to {low}" if raw.startswith("-") else f"less than or equal to {high}"
+                f"greater than or equal to {low}"
+                if raw.startswith("-")
+                else f"less than or equal to {high}"
             )
         if constraint:
             raise ValidationError(
@@ -116,7 +120,9 @@ def parse(
                 if values:
                     params[name] = values
             elif wire_name in request.query_params:
-                params[name] = _scalar(model, member["shape"], request.query_params[wire_name], name)
+                params[name] = _scalar(
+                    model, member["shape"], request.query_params[wire_name], name
+                )
         elif location == "header" and wire_name in request.headers:
             params[name] = _scalar(model, member["shape"], request.headers[wire_name], name)
     if payload_member:
@@ -125,12 +131,16 @@ def parse(
             params[payload_member] = body
         elif body.strip():
             payload_shape = members[payload_member]["shape"]
-            params[payload_member] = _decode_blobs(model, payload_shape, drop_nulls(model, payload_shape, _json(body)))
+            params[payload_member] = _decode_blobs(
+                model, payload_shape, drop_nulls(model, payload_shape, _json(body))
+            )
         return params
     if body.strip():
         document = _json(body)
         if not isinstance(document, dict):
-            raise InvalidRequestContent("Could not parse request body into json: expected an object")
+            raise InvalidRequestContent(
+                "Could not parse request body into json: expected an object"
+            )
         document = drop_nulls(model, route.input_shape, document)
         for name, value in document.items():
             member = members.get(name)

@@ -13,7 +13,9 @@ import click
 DEFAULT_ENDPOINT = "http://127.0.0.1:9000"
 
 
-def get_json(endpoint: str, path: str, query: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+def get_json(
+    endpoint: str, path: str, query: dict[str, Any] | None = None, timeout: float = 30
+) -> Any:
     url = endpoint.rstrip("/") + path
     if query:
         url += "?" + urllib.parse.urlencode(query)

@@ -136,7 +136,9 @@ def _log_group(function: str, endpoint: str, region: str) -> str:
         return function
     default = f"/aws/lambda/{function.split(':')[-1] if function.startswith('arn:') else function}"
     try:
-        config = _client("lambda", endpoint, region).get_function_configuration(FunctionName=function)
+        config = _client("lambda", endpoint, region).get_function_configuration(
+            FunctionName=function
+        )
     except Exception as exc:  # a deleted function may still have logs
         if _error_code(exc) is None:
             raise click.ClickException(f"cannot reach Ember at {endpoint}: {exc}") from None
@@ -156,9 +158,19 @@ def _style(message: str, platform: bool = False) -> str:
             return "yellow"
         return "dim"
     head = message[:200]
-    if "[ERROR]" in head or '"level": "ERROR"' in head or '"level":"ERROR"' in head or "Task timed out" in head:
+    if (
+        "[ERROR]" in head
+        or '"level": "ERROR"' in head
+        or '"level":"ERROR"' in head
+        or "Task timed out" in head
+    ):
         return "red"
-    if "[WARNING]" in head or "[WARN]" in head or '"level": "WARN' in head or '"level":"WARN' in head:
+    if (
+        "[WARNING]" in head
+        or "[WARN]" in head
+        or '"level": "WARN' in head
+        or '"level":"WARN' in head
+    ):
         return "yellow"
     return ""
 
@@ -212,7 +224,9 @@ class Printer:
             ),
             None,
         )
-        stamp = datetime.fromtimestamp(int(first["timestamp"]) / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        stamp = datetime.fromtimestamp(int(first["timestamp"]) / 1000, UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC"
+        )
         title = " · ".join(
             part
             for part in (stamp, request_id, _short_stream(str(first.get("logStreamName", ""))))
@@ -269,7 +283,9 @@ class Grouper:
     def flush_all(self) -> None:
         for stream in list(self.pending):
             events = self.pending[stream]
-            has_start = any(is_platform(e) and str(e["message"]).startswith("START ") for e in events)
+            has_start = any(
+                is_platform(e) and str(e["message"]).startswith("START ") for e in events
+            )
             self._emit(stream, complete=not has_start)
 
 
@@ -316,7 +332,9 @@ def _follow(client: Any, interval: float, **kwargs: Any) -> Iterator[list[dict[s
         time.sleep(interval)
 
 
-def _invocation(client: Any, group: str, request_id: str, start: int | None) -> list[dict[str, Any]]:
+def _invocation(
+    client: Any, group: str, request_id: str, start: int | None
+) -> list[dict[str, Any]]:
     """Every line of one invocation: found by its START/END/REPORT lines, then read back from
     its log stream between the previous invocation's REPORT and its own."""
     marked: list[dict[str, Any]] = []
@@ -337,14 +355,17 @@ def _invocation(client: Any, group: str, request_id: str, start: int | None) -> 
     if report is not None:
         message = str(report["message"])
         spent = sum(
-            float(m.group(1)) for m in (_DURATION.search(message), _INIT_DURATION.search(message)) if m
+            float(m.group(1))
+            for m in (_DURATION.search(message), _INIT_DURATION.search(message))
+            if m
         )
         low, high = anchor_ts - int(spent) - 1000, anchor_ts
     else:
         low, high = anchor_ts - 1000, anchor_ts + 900_000
     window: list[dict[str, Any]] = []
-    for page in _pages(client, logGroupName=group, logStreamNames=[stream], startTime=max(low, 0),
-                       endTime=high):
+    for page in _pages(
+        client, logGroupName=group, logStreamNames=[stream], startTime=max(low, 0), endTime=high
+    ):
         window.extend(page)
     window.sort(key=_event_order)
     anchor_key = _event_order(anchor)
@@ -369,19 +390,43 @@ def _invocation(client: Any, group: str, request_id: str, start: int | None) -> 
 @click.command("logs")
 @click.argument("function")
 @click.option("--follow", "-f", is_flag=True, help="Keep polling for new lines (Ctrl-C to stop).")
-@click.option("--filter", "filter_pattern", metavar="PATTERN",
-              help='A CloudWatch filter pattern: ERROR, "a phrase", ?a ?b, -term, { $.level = "ERROR" }.')
-@click.option("--since", default=None, metavar="WHEN",
-              help="Start from 30s, 10m, 2h, 1d, 1w ago, an ISO 8601 time, or 'all'. "
-                   "[default: 10m; all with --request-id]")
+@click.option(
+    "--filter",
+    "filter_pattern",
+    metavar="PATTERN",
+    help='A CloudWatch filter pattern: ERROR, "a phrase", ?a ?b, -term, { $.level = "ERROR" }.',
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="WHEN",
+    help="Start from 30s, 10m, 2h, 1d, 1w ago, an ISO 8601 time, or 'all'. "
+    "[default: 10m; all with --request-id]",
+)
 @click.option("--request-id", metavar="ID", help="Only the lines of this invocation.")
 @click.option("--endpoint", envvar="EMBER_ENDPOINT", default=DEFAULT_ENDPOINT, show_default=True)
 @click.option("--region", envvar="AWS_REGION", default="us-east-1", show_default=True)
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between polls with --follow.")
-@click.option("--color/--no-color", default=None, help="Force colours on or off (default: when a terminal).")
-def logs(function: str, follow: bool, filter_pattern: str | None, since: str | None,
-         request_id: str | None, endpoint: str, region: str, interval: float,
-         color: bool | None) -> None:
+@click.option(
+    "--interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between polls with --follow.",
+)
+@click.option(
+    "--color/--no-color", default=None, help="Force colours on or off (default: when a terminal)."
+)
+def logs(
+    function: str,
+    follow: bool,
+    filter_pattern: str | None,
+    since: str | None,
+    request_id: str | None,
+    endpoint: str,
+    region: str,
+    interval: float,
+    color: bool | None,
+) -> None:
     """Show FUNCTION's logs, one invocation per block (or a log group, if FUNCTION starts with /)."""
     group = _log_group(function, endpoint, region)
     start = parse_since(since if since is not None else ("all" if request_id else "10m"))
@@ -418,7 +463,10 @@ def logs(function: str, follow: bool, filter_pattern: str | None, since: str | N
                     grouper.feed(page)
         except Exception as exc:
             if _error_code(exc) == "ResourceNotFoundException":
-                print(f"ember: no logs for {function} yet (log group {group} does not exist)", file=sys.stderr)
+                print(
+                    f"ember: no logs for {function} yet (log group {group} does not exist)",
+                    file=sys.stderr,
+                )
                 raise SystemExit(1) from None
             raise
         grouper.flush_all()

@@ -30,10 +30,13 @@ def _ms(value: float | None) -> str:
 @click.option("--version", "version", default=None, help="One version (default: all of them).")
 @click.option("--minutes", type=click.IntRange(1, 1440), default=30, show_default=True)
 @click.option("--all-rows", is_flag=True, help="Also list minutes without invocations.")
-@click.option("--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True)
+@click.option(
+    "--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the series as JSON.")
-def metrics(name: str, version: str | None, minutes: int, all_rows: bool, endpoint: str,
-            as_json: bool) -> None:
+def metrics(
+    name: str, version: str | None, minutes: int, all_rows: bool, endpoint: str, as_json: bool
+) -> None:
     """Invocations, errors, throttles, duration and concurrency per minute for NAME."""
     query: dict[str, Any] = {"function": name, "minutes": minutes}
     if version:
@@ -45,18 +48,38 @@ def metrics(name: str, version: str | None, minutes: int, all_rows: bool, endpoi
     from rich.table import Table
 
     out = console()
-    for label, key in (("invocations", "invocations"), ("errors", "errors"),
-                       ("throttles", "throttles"), ("max duration", "duration_max_ms"),
-                       ("concurrency", "concurrency")):
+    for label, key in (
+        ("invocations", "invocations"),
+        ("errors", "errors"),
+        ("throttles", "throttles"),
+        ("max duration", "duration_max_ms"),
+        ("concurrency", "concurrency"),
+    ):
         values = [float(r[key] or 0) for r in rows]
         out.print(f"{label:>13} {sparkline(values)}  max {max(values, default=0):g}")
     view = Table(title=f"{name}{':' + version if version else ''}, last {minutes} min (UTC)")
-    for column in ("minute", "invocations", "errors", "throttles", "cold", "avg ms", "max ms", "concurrency"):
+    for column in (
+        "minute",
+        "invocations",
+        "errors",
+        "throttles",
+        "cold",
+        "avg ms",
+        "max ms",
+        "concurrency",
+    ):
         view.add_column(column, justify="left" if column == "minute" else "right", no_wrap=True)
     for r in rows:
         if not all_rows and not (r["invocations"] or r["throttles"]):
             continue
-        view.add_row(time.strftime("%H:%M", time.gmtime(r["minute"])), str(r["invocations"]),
-                     str(r["errors"]), str(r["throttles"]), str(r["cold_starts"]),
-                     _ms(r["duration_avg_ms"]), _ms(r["duration_max_ms"]), str(r["concurrency"]))
+        view.add_row(
+            time.strftime("%H:%M", time.gmtime(r["minute"])),
+            str(r["invocations"]),
+            str(r["errors"]),
+            str(r["throttles"]),
+            str(r["cold_starts"]),
+            _ms(r["duration_avg_ms"]),
+            _ms(r["duration_max_ms"]),
+            str(r["concurrency"]),
+        )
     out.print(view)

@@ -19,7 +19,9 @@ def _age(seconds: float) -> str:
 
 
 @click.command("queue")
-@click.option("--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True)
+@click.option(
+    "--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw figures as JSON.")
 def queue(endpoint: str, as_json: bool) -> None:
     """Queued events, oldest age, in-flight, retries and failures per function."""
@@ -30,7 +32,16 @@ def queue(endpoint: str, as_json: bool) -> None:
     from rich.table import Table
 
     view = Table(title="Asynchronous invocations")
-    for column in ("function", "queued", "oldest", "in-flight", "succeeded", "retries", "failed", "expired"):
+    for column in (
+        "function",
+        "queued",
+        "oldest",
+        "in-flight",
+        "succeeded",
+        "retries",
+        "failed",
+        "expired",
+    ):
         view.add_column(column, justify="left" if column == "function" else "right", no_wrap=True)
     for name, row in table.items():
         view.add_row(

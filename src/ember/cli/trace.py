@@ -37,8 +37,10 @@ def _label(span: dict[str, Any], start: float, total: float) -> str:
     text = f"[dim]{_bar(span, start, total)}[/dim] [cyan]{_ms(span['durationMs']):>9}[/cyan]  "
     if span["phase"] == "invocation":
         attributes = span["attributes"]
-        text += (f"[bold]{span['name']}[/bold] [dim]{attributes.get('faas.version', '')} "
-                 f"{attributes.get('ember.invocation_type', '')} {span['requestId'][:8]}[/dim]")
+        text += (
+            f"[bold]{span['name']}[/bold] [dim]{attributes.get('faas.version', '')} "
+            f"{attributes.get('ember.invocation_type', '')} {span['requestId'][:8]}[/dim]"
+        )
         if attributes.get("faas.coldstart"):
             text += " [yellow]cold[/yellow]"
     else:
@@ -63,9 +65,11 @@ def render(trace: dict[str, Any]) -> None:
     total = max(s["end"] for s in spans) - start
     invocations = sum(1 for s in spans if s["phase"] == "invocation")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start))
-    tree = Tree(f"[bold]trace {trace['xrayTraceId']}[/bold] [dim]· {when} · "
-                f"{invocations} invocation{'s' if invocations != 1 else ''} · {_ms(total * 1000)}\n"
-                f"W3C trace id {trace['traceId']}[/dim]")
+    tree = Tree(
+        f"[bold]trace {trace['xrayTraceId']}[/bold] [dim]· {when} · "
+        f"{invocations} invocation{'s' if invocations != 1 else ''} · {_ms(total * 1000)}\n"
+        f"W3C trace id {trace['traceId']}[/dim]"
+    )
 
     def add(node: Tree, parent: str | None) -> None:
         for span in children.get(parent, []):
@@ -80,8 +84,12 @@ def _recent_table(traces: list[dict[str, Any]]) -> None:
 
     view = Table(title="Recent traces")
     for column in ("trace id", "started", "took", "calls", "errors", "functions"):
-        view.add_column(column, justify="right" if column in ("took", "calls", "errors") else "left",
-                        no_wrap=column != "functions", min_width=10 if column == "functions" else None)
+        view.add_column(
+            column,
+            justify="right" if column in ("took", "calls", "errors") else "left",
+            no_wrap=column != "functions",
+            min_width=10 if column == "functions" else None,
+        )
     for row in traces:
         view.add_row(
             row["xrayTraceId"],
@@ -98,11 +106,16 @@ def _recent_table(traces: list[dict[str, Any]]) -> None:
 @click.argument("trace_id", required=False)
 @click.option("--function", "-f", "function", help="Traces this function took part in.")
 @click.option("--last", is_flag=True, help="Show the most recent trace (of --function) as a tree.")
-@click.option("--limit", type=int, default=20, show_default=True, help="How many recent traces to list.")
+@click.option(
+    "--limit", type=int, default=20, show_default=True, help="How many recent traces to list."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what the API returned, as JSON.")
-@click.option("--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True)
-def trace(trace_id: str | None, function: str | None, last: bool, limit: int, as_json: bool,
-          endpoint: str) -> None:
+@click.option(
+    "--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True
+)
+def trace(
+    trace_id: str | None, function: str | None, last: bool, limit: int, as_json: bool, endpoint: str
+) -> None:
     """A trace as a tree of invocations and their phases (queue wait, claim or cold start, init,
     handler) with timings. TRACE_ID is an X-Ray root (1-…-…) or a W3C trace id (32 hex)."""
     if trace_id is None:

@@ -20,7 +20,9 @@ def parse_duration(text: str) -> float:
     """`90s`, `10m`, `24h`, `1d` (a bare number is seconds)."""
     found = _DURATION.match(text.lower())
     if found is None:
-        raise click.BadParameter(f"{text!r} is not a duration such as 10m, 24h or 1d", param_hint="'--since'")
+        raise click.BadParameter(
+            f"{text!r} is not a duration such as 10m, 24h or 1d", param_hint="'--since'"
+        )
     return float(found.group(1)) * _UNIT_S[found.group(2)]
 
 
@@ -38,7 +40,9 @@ class Prices:
         """The cost once the (monthly) free tier has been taken off, as Lambda bills it."""
         billable_requests = max(0, requests - self.free_requests)
         billable_gb_s = max(0.0, gb_seconds - self.free_gb_seconds)
-        return billable_requests / 1e6 * self.per_million_requests + billable_gb_s * self.per_gb_second
+        return (
+            billable_requests / 1e6 * self.per_million_requests + billable_gb_s * self.per_gb_second
+        )
 
 
 def _price(value: float) -> str:
@@ -50,16 +54,53 @@ def _money(value: float) -> str:
 
 
 @click.command("usage")
-@click.option("--since", default="24h", show_default=True, help="How far back (at most 24h: the series Ember keeps).")
-@click.option("--by", type=click.Choice(["function", "version"]), default="function", show_default=True)
-@click.option("--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True)
-@click.option("--request-price", type=float, default=0.20, show_default=True, help="$ per million requests.")
-@click.option("--gb-second-price", type=float, default=0.0000166667, show_default=True, help="$ per GB-second.")
-@click.option("--free-requests", type=int, default=1_000_000, show_default=True, help="Free requests per month.")
-@click.option("--free-gb-seconds", type=float, default=400_000.0, show_default=True, help="Free GB-seconds per month.")
+@click.option(
+    "--since",
+    default="24h",
+    show_default=True,
+    help="How far back (at most 24h: the series Ember keeps).",
+)
+@click.option(
+    "--by", type=click.Choice(["function", "version"]), default="function", show_default=True
+)
+@click.option(
+    "--endpoint", envvar="EMBER_ENDPOINT", default="http://127.0.0.1:9000", show_default=True
+)
+@click.option(
+    "--request-price", type=float, default=0.20, show_default=True, help="$ per million requests."
+)
+@click.option(
+    "--gb-second-price",
+    type=float,
+    default=0.0000166667,
+    show_default=True,
+    help="$ per GB-second.",
+)
+@click.option(
+    "--free-requests",
+    type=int,
+    default=1_000_000,
+    show_default=True,
+    help="Free requests per month.",
+)
+@click.option(
+    "--free-gb-seconds",
+    type=float,
+    default=400_000.0,
+    show_default=True,
+    help="Free GB-seconds per month.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def usage(since: str, by: str, endpoint: str, request_price: float, gb_second_price: float,
-          free_requests: int, free_gb_seconds: float, as_json: bool) -> None:
+def usage(
+    since: str,
+    by: str,
+    endpoint: str,
+    request_price: float,
+    gb_second_price: float,
+    free_requests: int,
+    free_gb_seconds: float,
+    as_json: bool,
+) -> None:
     """Requests, billed milliseconds and GB-seconds per function (or version), with a cost.
 
     GB-seconds are billed ms / 1000 x memory MB / 1024, per invocation. Each row's cost is before
@@ -81,24 +122,53 @@ def usage(since: str, by: str, endpoint: str, request_price: float, gb_second_pr
         "cost_after_free_tier": prices.net(requests, gb_s),
     }
     if as_json:
-        click.echo(json.dumps({"since": answer["since"], "until": answer["until"], "by": by,
-                               "rows": rows, "total": total}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "since": answer["since"],
+                    "until": answer["until"],
+                    "by": by,
+                    "rows": rows,
+                    "total": total,
+                },
+                indent=2,
+            )
+        )
         return
     from rich.table import Table
 
     view = Table(title=f"Usage, last {since}")
-    columns = ["function", *(["version"] if by == "version" else []), "requests", "billed ms",
-               "GB-seconds", "cost"]
+    columns = [
+        "function",
+        *(["version"] if by == "version" else []),
+        "requests",
+        "billed ms",
+        "GB-seconds",
+        "cost",
+    ]
     for column in columns:
-        view.add_column(column, justify="left" if column in ("function", "version") else "right", no_wrap=True)
+        view.add_column(
+            column, justify="left" if column in ("function", "version") else "right", no_wrap=True
+        )
     for row in rows:
-        cells = [row["function"], *([row["version"]] if by == "version" else []),
-                 f"{row['requests']:,}", f"{row['billed_ms']:,}", f"{row['gb_seconds']:,.3f}",
-                 _money(row["cost"])]
+        cells = [
+            row["function"],
+            *([row["version"]] if by == "version" else []),
+            f"{row['requests']:,}",
+            f"{row['billed_ms']:,}",
+            f"{row['gb_seconds']:,.3f}",
+            _money(row["cost"]),
+        ]
         view.add_row(*cells)
     view.add_section()
-    view.add_row("total", *([""] if by == "version" else []), f"{requests:,}", f"{billed:,}",
-                 f"{gb_s:,.3f}", _money(total["cost"]))
+    view.add_row(
+        "total",
+        *([""] if by == "version" else []),
+        f"{requests:,}",
+        f"{billed:,}",
+        f"{gb_s:,.3f}",
+        _money(total["cost"]),
+    )
     out = console()
     out.print(view)
     out.print(

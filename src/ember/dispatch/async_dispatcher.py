@@ -136,7 +136,9 @@ class AsyncDispatcher:
 
     # -- accepting -----------------------------------------------------------------------
 
-    async def submit(self, function: str, qualifier: str | None, payload: bytes, trace_id: str | None) -> QueuedEvent:
+    async def submit(
+        self, function: str, qualifier: str | None, payload: bytes, trace_id: str | None
+    ) -> QueuedEvent:
         """Store the event durably, then schedule it. Raises if it could not be stored."""
         event = NewEvent(str(uuid.uuid4()), function, qualifier, payload, trace_id)
         try:
@@ -216,7 +218,9 @@ class AsyncDispatcher:
             if self.delayed:
                 timeout = max(0.0, self.delayed[0][0] - time.time())
             if self.turns:  # waiting for capacity: look again soon
-                timeout = min(timeout if timeout is not None else THROTTLE_BACKOFF_S, THROTTLE_BACKOFF_S)
+                timeout = min(
+                    timeout if timeout is not None else THROTTLE_BACKOFF_S, THROTTLE_BACKOFF_S
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -275,7 +279,9 @@ class AsyncDispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("asynchronous event %s: unexpected failure; it will run again", event.request_id)
+            log.exception(
+                "asynchronous event %s: unexpected failure; it will run again", event.request_id
+            )
             self._delay(event, time.time() + self.retry_base_s)
         finally:
             slot.release()
@@ -311,11 +317,17 @@ class AsyncDispatcher:
         except StorageUnavailable as exc:
             # The host has no room to start an instance now (e.g. for its /tmp): like a
             # throttle, the attempt waits and is not counted.
-            log.warning("asynchronous event %s: %s; it will run again", event.request_id, exc.message)
+            log.warning(
+                "asynchronous event %s: %s; it will run again", event.request_id, exc.message
+            )
             self._delay(event, time.time() + STORAGE_BACKOFF_S)
             return
         except ResourceNotFound:
-            log.warning("asynchronous event %s: %s no longer exists; dropped", event.request_id, event.function)
+            log.warning(
+                "asynchronous event %s: %s no longer exists; dropped",
+                event.request_id,
+                event.function,
+            )
             await self.queue.complete(event, "failed", [])
             return
         except ServiceError:
@@ -341,7 +353,12 @@ class AsyncDispatcher:
         self._delay(event, retry_at)
 
     async def _fail(
-        self, event: QueuedEvent, policy: AsyncPolicy, condition: str, payload: bytes, result: InvokeResult | None
+        self,
+        event: QueuedEvent,
+        policy: AsyncPolicy,
+        condition: str,
+        payload: bytes,
+        result: InvokeResult | None,
     ) -> None:
         followups = self._destination(policy.on_failure, event, condition, payload, result)
         outcome = "expired" if condition == "EventAgeExceeded" else "failed"
@@ -373,21 +390,30 @@ class AsyncDispatcher:
             "requestPayload": _json_or_text(payload),
         }
         if result is not None:
-            context: dict[str, Any] = {"statusCode": 200, "executedVersion": result.executed_version}
+            context: dict[str, Any] = {
+                "statusCode": 200,
+                "executedVersion": result.executed_version,
+            }
             if result.function_error:
                 context["functionError"] = "Unhandled"
             record["responseContext"] = context
             record["responsePayload"] = _json_or_text(result.payload)
         # The destination's invocation joins the trace beneath the attempt that sent it.
         trace = result.trace_id if result is not None and result.trace_id else event.trace_id
-        return [NewEvent(str(uuid.uuid4()), target.function, target.qualifier, orjson.dumps(record), trace)]
+        return [
+            NewEvent(
+                str(uuid.uuid4()), target.function, target.qualifier, orjson.dumps(record), trace
+            )
+        ]
 
     # -- what `ember queue` shows --------------------------------------------------------
 
     def stats(self) -> dict[str, FunctionQueueStats]:
         now = time.time()
         table: dict[str, FunctionQueueStats] = {}
-        waiting = [e for events in self.ready.values() for e in events] + [e for _, _, e in self.delayed]
+        waiting = [e for events in self.ready.values() for e in events] + [
+            e for _, _, e in self.delayed
+        ]
         for event in waiting:
             row = table.setdefault(event.function, FunctionQueueStats())
             row.queued += 1
@@ -396,6 +422,10 @@ class AsyncDispatcher:
             table.setdefault(function, FunctionQueueStats()).in_flight = count
         for function, counters in self.queue.stats().items():
             row = table.setdefault(function, FunctionQueueStats())
-            row.retries, row.failures, row.expired = counters.retried, counters.failed, counters.expired
+            row.retries, row.failures, row.expired = (
+                counters.retried,
+                counters.failed,
+                counters.expired,
+            )
             row.succeeded = counters.succeeded
         return table

@@ -50,7 +50,9 @@ class ConcurrencyLimiter:
         reserved = self.reserved.get(function)
         if reserved is not None:
             if self.by_function.get(function, 0) >= reserved:
-                raise TooManyRequests("Rate Exceeded.", Reason="ReservedFunctionConcurrentInvocationLimitExceeded")
+                raise TooManyRequests(
+                    "Rate Exceeded.", Reason="ReservedFunctionConcurrentInvocationLimitExceeded"
+                )
             self.reserved_in_flight += 1
         elif self.in_flight - self.reserved_in_flight >= self.limit - self.reserved_total:
             raise TooManyRequests("Rate Exceeded.", Reason="ConcurrentInvocationLimitExceeded")
@@ -95,7 +97,13 @@ class ConcurrencyControls:
     """Reserved concurrency (enforced by the limiter) and provisioned concurrency (instances
     the worker pool keeps warm) per function, stored in the metadata store."""
 
-    def __init__(self, functions: FunctionService, store: Store, limiter: ConcurrencyLimiter, pool: WorkerPool) -> None:
+    def __init__(
+        self,
+        functions: FunctionService,
+        store: Store,
+        limiter: ConcurrencyLimiter,
+        pool: WorkerPool,
+    ) -> None:
         self.functions = functions
         self.store = store
         self.limiter = limiter
@@ -166,17 +174,23 @@ class ConcurrencyControls:
         self.reconcile(name)
         return config
 
-    def get_provisioned(self, identifier: str, qualifier: str) -> tuple[ProvisionedConfig, ProvisionedState]:
+    def get_provisioned(
+        self, identifier: str, qualifier: str
+    ) -> tuple[ProvisionedConfig, ProvisionedState]:
         name, qualifier = self._target(identifier, qualifier)
         for config in self.store.list_provisioned(name):
             if config.qualifier == qualifier:
                 return config, self.state(config)
-        raise ProvisionedConcurrencyConfigNotFound("No Provisioned Concurrency Config found for this function")
+        raise ProvisionedConcurrencyConfigNotFound(
+            "No Provisioned Concurrency Config found for this function"
+        )
 
     def delete_provisioned(self, identifier: str, qualifier: str) -> None:
         name, qualifier = self._target(identifier, qualifier)
         if not self.store.delete_provisioned(name, qualifier):
-            raise ProvisionedConcurrencyConfigNotFound("No Provisioned Concurrency Config found for this function")
+            raise ProvisionedConcurrencyConfigNotFound(
+                "No Provisioned Concurrency Config found for this function"
+            )
         self.states.pop((name, qualifier), None)
         self.reconcile(name)
 
@@ -232,7 +246,10 @@ class ConcurrencyControls:
                 continue
             shares[config.qualifier] = [(record.version, count) for record, count in split]
             for record, count in split:
-                wanted[record.version] = (record, wanted.get(record.version, (record, 0))[1] + count)
+                wanted[record.version] = (
+                    record,
+                    wanted.get(record.version, (record, 0))[1] + count,
+                )
         allocated: dict[str, int] = {}
         failures: dict[str, str] = {}
         for version, (record, count) in wanted.items():
@@ -247,7 +264,9 @@ class ConcurrencyControls:
             state = self.states.setdefault((name, qualifier), ProvisionedState())
             state.allocated = sum(min(count, allocated.get(version, 0)) for version, count in parts)
             failure = next((failures[version] for version, _ in parts if version in failures), None)
-            state.status, state.reason = ("FAILED", failure) if failure is not None else ("READY", None)
+            state.status, state.reason = (
+                ("FAILED", failure) if failure is not None else ("READY", None)
+            )
         for version in self._provisioned_versions(name) - set(wanted):
             with contextlib.suppress(EmberError):
                 record = self.functions.get(name, version)
@@ -262,11 +281,18 @@ class ConcurrencyControls:
             return [(primary, config.requested)]
         extra_version, weight = next(iter(alias.weights.items()))
         extra = round(config.requested * weight)
-        split = [(primary, config.requested - extra), (self.functions.get(name, extra_version), extra)]
+        split = [
+            (primary, config.requested - extra),
+            (self.functions.get(name, extra_version), extra),
+        ]
         return [(record, count) for record, count in split if count > 0]
 
     def _provisioned_versions(self, name: str) -> set[str]:
-        return {key.version for key, group in self.pool.groups.items() if key.name == name and group.provisioned}
+        return {
+            key.version
+            for key, group in self.pool.groups.items()
+            if key.name == name and group.provisioned
+        }
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -293,12 +319,16 @@ class ConcurrencyControls:
         ref = self.functions.parse_ref(identifier)
         qualifier = self.functions.qualifier_of(identifier, qualifier) or LATEST
         if qualifier == LATEST:
-            raise InvalidParameterValue("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+            raise InvalidParameterValue(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+            )
         try:
             record = self.functions.get(ref.name, qualifier)
         except ResourceNotFound:
             self.functions.get(ref.name)  # Function not found: <unqualified arn> first
             raise
         if record.version == LATEST:
-            raise InvalidParameterValue("Provisioned Concurrency Configs cannot be applied to unpublished function versions.")
+            raise InvalidParameterValue(
+                "Provisioned Concurrency Configs cannot be applied to unpublished function versions."
+            )
         return ref.name, qualifier

@@ -64,7 +64,9 @@ Operation = Callable[[sqlite3.Connection], Any]
 class _Job:
     __slots__ = ("future", "loop", "operation")
 
-    def __init__(self, operation: Operation, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, operation: Operation, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any]
+    ) -> None:
         self.operation = operation
         self.loop = loop
         self.future = future
@@ -186,10 +188,27 @@ class EventQueue:
             row = c.execute(
                 "INSERT INTO async_events (request_id, function, qualifier, payload, trace_id,"
                 " enqueued_at, visible_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 0) RETURNING id",
-                (event.request_id, event.function, event.qualifier, event.payload, event.trace_id, now, visible),
+                (
+                    event.request_id,
+                    event.function,
+                    event.qualifier,
+                    event.payload,
+                    event.trace_id,
+                    now,
+                    visible,
+                ),
             ).fetchone()
             stored.append(
-                QueuedEvent(row[0], event.request_id, event.function, event.qualifier, event.trace_id, now, visible, 0)
+                QueuedEvent(
+                    row[0],
+                    event.request_id,
+                    event.function,
+                    event.qualifier,
+                    event.trace_id,
+                    now,
+                    visible,
+                    0,
+                )
             )
         return stored
 
@@ -199,7 +218,9 @@ class EventQueue:
         stored: list[QueuedEvent] = await self._submit(lambda c: self._insert(c, [event], now))
         return stored[0]
 
-    async def complete(self, event: QueuedEvent, outcome: str, followups: list[NewEvent]) -> list[QueuedEvent]:
+    async def complete(
+        self, event: QueuedEvent, outcome: str, followups: list[NewEvent]
+    ) -> list[QueuedEvent]:
         """Remove a finished event, count its outcome (succeeded | failed | expired) and, in the
         same transaction, enqueue what it leads to (destination deliveries)."""
         if outcome not in ("succeeded", "failed", "expired"):
@@ -237,7 +258,9 @@ class EventQueue:
     # -- reads (the event loop's own connection; WAL lets them run beside the writer) ----
 
     def payload(self, event_id: int) -> bytes | None:
-        row = self._reader.execute("SELECT payload FROM async_events WHERE id = ?", (event_id,)).fetchone()
+        row = self._reader.execute(
+            "SELECT payload FROM async_events WHERE id = ?", (event_id,)
+        ).fetchone()
         return bytes(row[0]) if row else None
 
     def load(self) -> list[QueuedEvent]:

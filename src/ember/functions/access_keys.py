@@ -59,7 +59,11 @@ def new_key(kind: str) -> AccessKey:
     """A fresh key pair: an id of 4 + 16 uppercase letters and digits, a 40-character secret."""
     token = secrets.token_urlsafe(96) if kind == FUNCTION else None
     return AccessKey(
-        _ID_PREFIX[kind] + _random(_ID_ALPHABET, 16), _random(_SECRET_ALPHABET, 40), kind, token, time.time()
+        _ID_PREFIX[kind] + _random(_ID_ALPHABET, 16),
+        _random(_SECRET_ALPHABET, 40),
+        kind,
+        token,
+        time.time(),
     )
 
 

@@ -68,7 +68,11 @@ class EventConfigService:
                 f"functions now ({kind} destinations are not supported yet)."
             )
         s = self.functions.settings
-        if found["partition"] != PARTITION or found["region"] != s.region or found["account"] != s.account_id:
+        if (
+            found["partition"] != PARTITION
+            or found["region"] != s.region
+            or found["account"] != s.account_id
+        ):
             raise InvalidParameterValue(
                 f"The destination ARN {destination} is in another partition, account or region."
             )
@@ -82,7 +86,9 @@ class EventConfigService:
                 self._target(arn)
         return config
 
-    def put(self, identifier: str, qualifier: str | None, settings: dict[str, Any], merge: bool) -> EventConfig:
+    def put(
+        self, identifier: str, qualifier: str | None, settings: dict[str, Any], merge: bool
+    ) -> EventConfig:
         name, key = self._key(identifier, qualifier)
         if merge:
             existing = self.store.get_event_config(name, key)
@@ -99,7 +105,11 @@ class EventConfigService:
                 merged.update(settings["DestinationConfig"] or {})
                 config["DestinationConfig"] = merged
         else:
-            config = {k: settings[k] for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig") if k in settings}
+            config = {
+                k: settings[k]
+                for k in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+                if k in settings
+            }
         now = time.time()
         self.store.put_event_config(name, key, self._checked(config), now)
         return EventConfig(name, key, config, now)

@@ -81,7 +81,14 @@ def _check(auth_type: str, invoke_mode: str, cors: dict[str, Any] | None) -> Non
             "InvokeMode RESPONSE_STREAM is not supported by Ember yet: use BUFFERED."
         )
     for method in (cors or {}).get("AllowMethods") or []:
-        if method != "*" and method.upper() not in ("GET", "PUT", "HEAD", "POST", "PATCH", "DELETE"):
+        if method != "*" and method.upper() not in (
+            "GET",
+            "PUT",
+            "HEAD",
+            "POST",
+            "PATCH",
+            "DELETE",
+        ):
             raise InvalidParameterValue(f"Invalid method in Cors AllowMethods: {method}")
 
 
@@ -119,7 +126,9 @@ class FunctionUrlService:
         if chosen == LATEST:
             chosen = ""
         if chosen.isdigit():
-            raise InvalidParameterValue("Function URLs can point at $LATEST or an alias, not a version.")
+            raise InvalidParameterValue(
+                "Function URLs can point at $LATEST or an alias, not a version."
+            )
         self.functions.get(ref.name, chosen or None)
         return ref.name, chosen
 
@@ -132,7 +141,12 @@ class FunctionUrlService:
     # -- operations ------------------------------------------------------------------------
 
     def create(
-        self, identifier: str, qualifier: str | None, auth_type: str, cors: dict[str, Any] | None, invoke_mode: str | None
+        self,
+        identifier: str,
+        qualifier: str | None,
+        auth_type: str,
+        cors: dict[str, Any] | None,
+        invoke_mode: str | None,
     ) -> FunctionUrl:
         function, chosen = self._key(identifier, qualifier)
         mode = invoke_mode or "BUFFERED"
@@ -156,15 +170,23 @@ class FunctionUrlService:
             raise self._not_found(function, chosen)
         return _from_row(rows[0])
 
-    def update(self, identifier: str, qualifier: str | None, changes: dict[str, Any]) -> FunctionUrl:
+    def update(
+        self, identifier: str, qualifier: str | None, changes: dict[str, Any]
+    ) -> FunctionUrl:
         current = self.get(identifier, qualifier)
         auth_type = changes.get("AuthType") or current.auth_type
         mode = changes.get("InvokeMode") or current.invoke_mode
         cors = changes.get("Cors", current.cors)
         _check(auth_type, mode, cors)
         config = FunctionUrl(
-            current.url_id, current.function, current.qualifier, auth_type, cors or None, mode,
-            current.created, time.time(),
+            current.url_id,
+            current.function,
+            current.qualifier,
+            auth_type,
+            cors or None,
+            mode,
+            current.created,
+            time.time(),
         )
         self._store(config)
         return config
@@ -204,6 +226,13 @@ class FunctionUrlService:
         if config.cors:
             document["Cors"] = config.cors
         self.store.put_function_url(
-            (config.url_id, config.function, config.qualifier, document, config.created, config.last_modified)
+            (
+                config.url_id,
+                config.function,
+                config.qualifier,
+                document,
+                config.created,
+                config.last_modified,
+            )
         )
         self._by_id.pop(config.url_id, None)

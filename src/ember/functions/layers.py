@@ -190,7 +190,9 @@ class LayerService:
     def _existing(self, identifier: str, version: int) -> tuple[str, LayerPolicy]:
         name = self.layer_name(identifier)
         if self.store.get_layer_version(name, version) is None:
-            raise ResourceNotFound(f"Layer version {self.version_arn(name, version)} does not exist.")
+            raise ResourceNotFound(
+                f"Layer version {self.version_arn(name, version)} does not exist."
+            )
         stored = self.store.get_layer_policy(name, version)
         return name, LayerPolicy(*stored) if stored else LayerPolicy([], "")
 
@@ -254,7 +256,9 @@ class LayerService:
 
     @staticmethod
     def document(statements: list[dict[str, Any]]) -> str:
-        return orjson.dumps({"Version": "2012-10-17", "Id": "default", "Statement": statements}).decode()
+        return orjson.dumps(
+            {"Version": "2012-10-17", "Id": "default", "Statement": statements}
+        ).decode()
 
     # -- functions' layers ---------------------------------------------------------------
 
@@ -266,7 +270,11 @@ class LayerService:
         seen: dict[str, str] = {}
         for arn in arns:
             found = _LAYER_ARN.fullmatch(arn)
-            if found is None or found["version"] is None or version_number(found["version"]) is None:
+            if (
+                found is None
+                or found["version"] is None
+                or version_number(found["version"]) is None
+            ):
                 raise InvalidParameterValue(f"Layer version {arn} does not exist.")
             if found["partition"] != PARTITION:
                 raise InvalidParameterValue(
@@ -292,8 +300,13 @@ class LayerService:
             layer = self.store.get_layer_version(found["name"], int(found["version"]))
             if layer is None:
                 raise InvalidParameterValue(f"Layer version {arn} does not exist.")
-            refs.append(LayerRef(arn=self.version_arn(layer.name, layer.version),
-                                 code_size=layer.code_size, sha256=layer.sha256))
+            refs.append(
+                LayerRef(
+                    arn=self.version_arn(layer.name, layer.version),
+                    code_size=layer.code_size,
+                    sha256=layer.sha256,
+                )
+            )
         return tuple(refs)
 
     def unzipped_size(self, refs: tuple[LayerRef, ...]) -> int:

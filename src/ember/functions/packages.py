@@ -91,7 +91,9 @@ class PackageStore:
                     if self.held[name] <= 0:
                         del self.held[name]
 
-    def names_for(self, code_sha256: str, runtime: str, layer_shas: tuple[str, ...] = ()) -> list[str]:
+    def names_for(
+        self, code_sha256: str, runtime: str, layer_shas: tuple[str, ...] = ()
+    ) -> list[str]:
         """What a function version with this code, runtime and layers keeps in use."""
         names = [code_sha256, self.task_dir(code_sha256, runtime).name, *layer_shas]
         if layer_shas:
@@ -137,7 +139,9 @@ class PackageStore:
         if st.f_bavail * st.f_frsize < size:
             raise _disk_full(where, f"{size} bytes are needed")
         if st.f_files and st.f_favail < entries * INODES_PER_ENTRY:
-            raise _disk_full(where, f"{entries * INODES_PER_ENTRY} inodes are needed for {entries} entries")
+            raise _disk_full(
+                where, f"{entries * INODES_PER_ENTRY} inodes are needed for {entries} entries"
+            )
 
     def zip_path(self, sha256: str) -> Path:
         return self.zips / f"{sha256}.zip"
@@ -162,7 +166,9 @@ class PackageStore:
             # Before zipfile builds one object per entry: a million-entry zip is refused here.
             check_entry_count(data, self.limits.zip_max_entries)
         except TooManyEntries:
-            raise InvalidParameterValue(f"Zip file has more than {self.limits.zip_max_entries} entries") from None
+            raise InvalidParameterValue(
+                f"Zip file has more than {self.limits.zip_max_entries} entries"
+            ) from None
         except MalformedZip as exc:
             raise InvalidParameterValue(UNZIP_ERROR) from exc
         try:
@@ -383,7 +389,9 @@ def _extract(archive: zipfile.ZipFile, root: Path, limit: int, overlay: bool = F
     # s -> p/../../..): judge each by where it finally resolves, once all links exist.
     for name, target in links:
         if not _inside(os.path.realpath(target), real_root):
-            raise InvalidParameterValue(f"Zip entry {name!r} is a link that points outside the package")
+            raise InvalidParameterValue(
+                f"Zip entry {name!r} is a link that points outside the package"
+            )
     return written
 
 

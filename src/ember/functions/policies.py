@@ -66,7 +66,9 @@ def principal_document(principal: str, account_id: str) -> Any:
         return {"AWS": principal}
     if _SERVICE.fullmatch(principal):
         return {"Service": principal}
-    raise InvalidParameterValue("The provided principal was invalid. Please check the principal and try again.")
+    raise InvalidParameterValue(
+        "The provided principal was invalid. Please check the principal and try again."
+    )
 
 
 def statement_of(params: dict[str, Any], resource: str, account_id: str) -> dict[str, Any]:
@@ -222,7 +224,9 @@ class PolicyService:
         return revision
 
     @staticmethod
-    def _check_revision(expected: str | None, policy_revision: str | None, function_revision: str) -> None:
+    def _check_revision(
+        expected: str | None, policy_revision: str | None, function_revision: str
+    ) -> None:
         # AWS compares with the function's (or alias's) revision; Ember also accepts the policy's
         # own RevisionId (GetPolicy), which changes with every AddPermission / RemovePermission.
         if expected is not None and expected not in (policy_revision, function_revision):
@@ -243,10 +247,14 @@ class PolicyService:
         sid = params["StatementId"]
         if any(s.get("Sid") == sid for s in statements):
             raise ResourceConflict(
-                "The statement id (" + sid + ") provided already exists. Please provide a new statement "
+                "The statement id ("
+                + sid
+                + ") provided already exists. Please provide a new statement "
                 "id, or remove the existing statement."
             )
-        statement = statement_of(params, self.arn(function, chosen), self.functions.settings.account_id)
+        statement = statement_of(
+            params, self.arn(function, chosen), self.functions.settings.account_id
+        )
         statements.append(statement)
         size = len(orjson.dumps(policy_document(statements)))
         if size > MAX_POLICY_BYTES:
@@ -256,7 +264,9 @@ class PolicyService:
         self._save(function, chosen, statements)
         return statement
 
-    def remove(self, identifier: str, qualifier: str | None, sid: str, revision_id: str | None) -> None:
+    def remove(
+        self, identifier: str, qualifier: str | None, sid: str, revision_id: str | None
+    ) -> None:
         function, chosen, function_revision = self._target(identifier, qualifier)
         current = self._policy(function, chosen)
         if current is None or not any(s.get("Sid") == sid for s in current[0]):
@@ -273,7 +283,12 @@ class PolicyService:
         return policy_document(current[0]), current[1]
 
     def allows(
-        self, function: str, qualifier: str | None, caller: Caller, action: str, context: dict[str, str]
+        self,
+        function: str,
+        qualifier: str | None,
+        caller: Caller,
+        action: str,
+        context: dict[str, str],
     ) -> bool:
         """Does the policy of `function` (at `qualifier`) allow `caller` to do `action`?"""
         chosen = "" if qualifier in (None, LATEST) else str(qualifier)

@@ -135,7 +135,10 @@ class FunctionService:
                 raise ResourceNotFound(
                     f"Functions from '{region}' are not reachable in this region ('{self.settings.region}')"
                 )
-            if groups.get("partition", PARTITION) != PARTITION or groups["account"] != self.settings.account_id:
+            if (
+                groups.get("partition", PARTITION) != PARTITION
+                or groups["account"] != self.settings.account_id
+            ):
                 raise ResourceNotFound(f"Function not found: {identifier}")
             name, qualifier = groups["name"], groups["qualifier"]
         elif identifier.startswith("arn:") or identifier.count(":") > 1:
@@ -168,7 +171,9 @@ class FunctionService:
     def qualifier_of(self, identifier: str, qualifier: str | None = None) -> str | None:
         """The qualifier a request names (in the function name or apart), None for none."""
         ref = self.parse_ref(identifier)
-        return None if ref.qualifier is None and qualifier is None else self._qualifier(ref, qualifier)
+        return (
+            None if ref.qualifier is None and qualifier is None else self._qualifier(ref, qualifier)
+        )
 
     def alias(self, name: str, alias_name: str) -> Alias | None:
         found = self._aliases.get((name, alias_name))
@@ -202,7 +207,9 @@ class FunctionService:
             if record is not None:
                 self._records[(name, version)] = record
         if record is None:
-            raise ResourceNotFound(f"Function not found: {self.arn(name, qualifier if qualifier != LATEST else None)}")
+            raise ResourceNotFound(
+                f"Function not found: {self.arn(name, qualifier if qualifier != LATEST else None)}"
+            )
         return record
 
     def list(self, after: str | None, limit: int) -> tuple[list[FunctionRecord], str | None]:
@@ -216,7 +223,9 @@ class FunctionService:
     def create(self, name: str, zip_bytes: bytes, fields: dict[str, Any]) -> FunctionRecord:
         ref = self.parse_ref(name)
         if ref.qualifier:
-            raise InvalidParameterValue("A function name given at creation cannot carry a qualifier")
+            raise InvalidParameterValue(
+                "A function name given at creation cannot carry a qualifier"
+            )
         if not fields.get("runtime") or not fields.get("handler"):
             raise InvalidParameterValue(
                 "Runtime and Handler are mandatory parameters for functions created with deployment packages."
@@ -271,9 +280,7 @@ class FunctionService:
         current = self._latest(identifier)
         _expect_revision(current, revision_id)
         changes = self._resolve_layers(changes)
-        record = current.evolve(
-            **changes, revision_id=str(uuid.uuid4()), last_modified=time.time()
-        )
+        record = current.evolve(**changes, revision_id=str(uuid.uuid4()), last_modified=time.time())
         self._check(record)
         if record.layers != current.layers:
             self._check_unzipped(record, self.packages.declared_size(record.code_sha256))
@@ -292,7 +299,9 @@ class FunctionService:
         ref = self.parse_ref(identifier)
         version = qualifier or ref.qualifier
         if version == LATEST:
-            raise InvalidParameterValue("$LATEST version cannot be deleted without deleting the function.")
+            raise InvalidParameterValue(
+                "$LATEST version cannot be deleted without deleting the function."
+            )
         if version and not names_a_version(version):
             raise InvalidParameterValue("Deletion of aliases is not supported.")
         if version:
@@ -339,7 +348,9 @@ class FunctionService:
             with self.packages.holding(names), storing_code():
                 yield
         except BaseException:
-            if self.packages.zip_path(record.code_sha256).exists():  # something may be left to collect
+            if self.packages.zip_path(
+                record.code_sha256
+            ).exists():  # something may be left to collect
                 self.collect()
             raise
 
@@ -415,7 +426,9 @@ class FunctionService:
         problems = [
             p
             for p in (
-                range_problem(record.memory_size, "memorySize", limits.memory_min_mb, limits.memory_max_mb),
+                range_problem(
+                    record.memory_size, "memorySize", limits.memory_min_mb, limits.memory_max_mb
+                ),
                 range_problem(record.timeout, "timeout", 1, limits.timeout_max_s),
                 range_problem(
                     record.ephemeral_storage,

@@ -45,9 +45,13 @@ class TagService:
                     f"Tag key '{key}' is reserved: keys starting with 'aws:' are for AWS use."
                 )
             if not 1 <= len(key) <= MAX_KEY:
-                raise InvalidParameterValue(f"Tag keys must be 1-{MAX_KEY} characters long: '{key}'")
+                raise InvalidParameterValue(
+                    f"Tag keys must be 1-{MAX_KEY} characters long: '{key}'"
+                )
             if len(value) > MAX_VALUE:
-                raise InvalidParameterValue(f"Tag values must be at most {MAX_VALUE} characters long (key '{key}')")
+                raise InvalidParameterValue(
+                    f"Tag values must be at most {MAX_VALUE} characters long (key '{key}')"
+                )
         merged = {**(existing or {}), **tags}
         if len(merged) > MAX_TAGS:
             raise InvalidParameterValue(

@@ -25,7 +25,17 @@ from ember.functions.service import FunctionService
 from ember.store.base import Store
 
 # Fields that do not make a version different from the one before it.
-_NOT_CONTENT = frozenset({"version", "revision_id", "last_modified", "description", "tags", "state", "last_update_status"})
+_NOT_CONTENT = frozenset(
+    {
+        "version",
+        "revision_id",
+        "last_modified",
+        "description",
+        "tags",
+        "state",
+        "last_update_status",
+    }
+)
 
 LATEST_PUBLISHED = "$LATEST.PUBLISHED"
 
@@ -77,11 +87,15 @@ class VersionService:
 
         return self.store.publish_version(latest, revision_id, make)
 
-    def list_versions(self, identifier: str, after: str | None, limit: int) -> tuple[list[FunctionRecord], str | None]:
+    def list_versions(
+        self, identifier: str, after: str | None, limit: int
+    ) -> tuple[list[FunctionRecord], str | None]:
         """One page of $LATEST and the published versions, and the version the next starts after."""
         ref = self.functions.parse_ref(identifier)
         self.functions.get(ref.name)  # 404 for an unknown function
-        order = -2 if after is None or after == "" else -1 if after == LATEST else version_number(after)
+        order = (
+            -2 if after is None or after == "" else -1 if after == LATEST else version_number(after)
+        )
         if order is None:
             raise InvalidParameterValue("Invalid pagination marker")
         records = self.store.list_versions(ref.name, order, limit + 1)
@@ -100,7 +114,9 @@ class VersionService:
         weights: dict[str, float] | None,
     ) -> Alias:
         function = self._function(identifier)
-        alias = Alias(function, name, version, description or "", dict(weights or {}), str(uuid.uuid4()))
+        alias = Alias(
+            function, name, version, description or "", dict(weights or {}), str(uuid.uuid4())
+        )
         self._check(alias)
         if self.store.get_alias(function, name) is not None:
             raise ResourceConflict(f"Alias already exists: {self.functions.arn(function, name)}")
@@ -152,7 +168,9 @@ class VersionService:
     def list_aliases(self, identifier: str, version: str | None) -> list[Alias]:
         function = self._function(identifier)
         return [
-            a for a in self.store.list_aliases(function) if version is None or a.version == version or version in a.weights
+            a
+            for a in self.store.list_aliases(function)
+            if version is None or a.version == version or version in a.weights
         ]
 
     # -- helpers -------------------------------------------------------------------------
@@ -164,14 +182,18 @@ class VersionService:
 
     def _exists(self, function: str, version: str) -> None:
         if version == LATEST_PUBLISHED:
-            raise InvalidParameterValue(f"{LATEST_PUBLISHED} is not supported by Ember: name a version number or $LATEST.")
+            raise InvalidParameterValue(
+                f"{LATEST_PUBLISHED} is not supported by Ember: name a version number or $LATEST."
+            )
         self.functions.get(function, version)  # Function not found: <arn>:<version>
 
     def _check(self, alias: Alias) -> None:
         """Lambda's rules for an alias's target and routing configuration."""
         self._exists(alias.function, alias.version)
         if len(alias.weights) > 1:
-            raise InvalidParameterValue("Number of items in AdditionalVersionWeights cannot be greater than 1")
+            raise InvalidParameterValue(
+                "Number of items in AdditionalVersionWeights cannot be greater than 1"
+            )
         for extra, weight in alias.weights.items():
             if not names_a_version(extra):
                 raise ValidationError(
@@ -194,5 +216,7 @@ class VersionService:
                     "routing configuration."
                 )
             if alias.version == LATEST:
-                raise InvalidParameterValue("$LATEST is not supported for an alias pointing to more than 1 version")
+                raise InvalidParameterValue(
+                    "$LATEST is not supported for an alias pointing to more than 1 version"
+                )
             self._exists(alias.function, extra)

@@ -205,7 +205,9 @@ def _compare(actual: Any, op: str, value: Value) -> bool:
     target = value.number
     if op not in ("=", "!="):
         if target is None:
-            raise InvalidFilterPattern(f"Invalid filter pattern: {op} needs a number, got {value.text!r}")
+            raise InvalidFilterPattern(
+                f"Invalid filter pattern: {op} needs a number, got {value.text!r}"
+            )
         number = _as_number(actual)
         return number is not None and _NUMERIC_OPS[op](number, target)
     if target is not None:
@@ -255,7 +257,9 @@ class _JsonParser:
         self.i = 0
 
     def fail(self, why: str) -> InvalidFilterPattern:
-        return InvalidFilterPattern(f"Invalid filter pattern: {why} at position {self.i} of {self.text!r}")
+        return InvalidFilterPattern(
+            f"Invalid filter pattern: {why} at position {self.i} of {self.text!r}"
+        )
 
     def skip(self) -> None:
         while self.i < len(self.text) and self.text[self.i].isspace():
@@ -274,7 +278,9 @@ class _JsonParser:
     def keyword(self, word: str) -> bool:
         self.skip()
         end = self.i + len(word)
-        if self.text[self.i : end].upper() == word and (end >= len(self.text) or not self.text[end].isalnum()):
+        if self.text[self.i : end].upper() == word and (
+            end >= len(self.text) or not self.text[end].isalnum()
+        ):
             self.i = end
             return True
         return False
@@ -376,7 +382,7 @@ class _JsonParser:
             self.i = end + 1
             return Value(f"%{body}%", regex=_regex(body))
         start = self.i
-        while self.i < len(text) and not text[self.i].isspace() and text[self.i] not in "(){}&|\"":
+        while self.i < len(text) and not text[self.i].isspace() and text[self.i] not in '(){}&|"':
             self.i += 1
         raw = text[start : self.i]
         if not raw:
@@ -385,8 +391,10 @@ class _JsonParser:
 
     def condition(self) -> _Node:
         path = self.selector()
-        key = path[-1] if isinstance(path[-1], str) else next(
-            (s for s in reversed(path) if isinstance(s, str)), ""
+        key = (
+            path[-1]
+            if isinstance(path[-1], str)
+            else next((s for s in reversed(path) if isinstance(s, str)), "")
         )
         key_literal = frozenset({f'"{key}"'}) if _PLAIN_KEY.fullmatch(key) else frozenset()
         if self.keyword("IS"):
@@ -508,7 +516,9 @@ def _compile_delimited(source: str, text: str) -> FilterPattern:
         found = re.match(r"([A-Za-z0-9_$.\-]+)\s*(!=|<=|>=|=|<|>)\s*(.+)", part)
         if found is None:
             if not re.fullmatch(r"[A-Za-z0-9_$.\-]+", part):
-                raise InvalidFilterPattern(f"Invalid filter pattern: bad field {part!r} in {text!r}")
+                raise InvalidFilterPattern(
+                    f"Invalid filter pattern: bad field {part!r} in {text!r}"
+                )
             fields.append(_Field(part))
             continue
         name, op, raw = found.groups()
@@ -523,7 +533,9 @@ def _compile_delimited(source: str, text: str) -> FilterPattern:
         else:
             value = Value(raw)
         if op not in ("=", "!=") and value.number is None:
-            raise InvalidFilterPattern(f"Invalid filter pattern: '{op}' compares numbers, not {raw!r}")
+            raise InvalidFilterPattern(
+                f"Invalid filter pattern: '{op}' compares numbers, not {raw!r}"
+            )
         if op == "=" and value.number is None:
             required.extend(value.literals())
         fields.append(_Field(name, op, value))

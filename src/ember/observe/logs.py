@@ -148,7 +148,9 @@ def write_batches(conn: sqlite3.Connection, batches: Sequence[Batch]) -> None:
         for event in events:
             text = event[1][:MAX_EVENT_BYTES]
             size += _size(text)
-            rows.append((group, stream, event[0], now, text, 1 if len(event) > 2 and event[2] else 0))
+            rows.append(
+                (group, stream, event[0], now, text, 1 if len(event) > 2 and event[2] else 0)
+            )
         group_bytes[group] = group_bytes.get(group, 0) + size
         first, last = min(e[0] for e in events), max(e[0] for e in events)
         if (group, stream) in streams:
@@ -529,7 +531,9 @@ class LogStore:
             args += [after[0], after[1]]
         order = " DESC" if descending else ""
         sql.append(
-            f"ORDER BY COALESCE(last_event, 0){order}, name{order}" if by_last_event else f"ORDER BY name{order}"
+            f"ORDER BY COALESCE(last_event, 0){order}, name{order}"
+            if by_last_event
+            else f"ORDER BY name{order}"
         )
         sql.append("LIMIT ?")
         args.append(limit)
@@ -580,7 +584,9 @@ class LogStore:
                 sql.append("instr(message, ?) > 0")
                 args.append(term)
             if prefilter.any_of:
-                sql.append("(" + " OR ".join("instr(message, ?) > 0" for _ in prefilter.any_of) + ")")
+                sql.append(
+                    "(" + " OR ".join("instr(message, ?) > 0" for _ in prefilter.any_of) + ")"
+                )
                 args.extend(prefilter.any_of)
             for term in prefilter.none_of:
                 sql.append("instr(message, ?) = 0")
@@ -659,7 +665,15 @@ class LogStore:
                 boundary = self._window_end(r, log_group, cursor, start, end)
                 while True:
                     where, args = self._where(
-                        log_group, streams, stream_prefix, start, end, cursor, None, boundary, prefilter
+                        log_group,
+                        streams,
+                        stream_prefix,
+                        start,
+                        end,
+                        cursor,
+                        None,
+                        boundary,
+                        prefilter,
                     )
                     rows = r.execute(
                         f"SELECT {_EVENT_COLUMNS} FROM log_events WHERE {where}"

@@ -40,8 +40,26 @@ log = logging.getLogger(__name__)
 
 PERSIST_INTERVAL_S = 10.0
 # Seconds. Lambda bills in 1 ms steps; warm Ember invocations take well under a millisecond.
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                    2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
 INIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 OUTCOMES = ("success", "error", "timeout", "throttle", "fault")
 
@@ -199,22 +217,32 @@ class _Collector(Collector):
         m = self.m
         labels = ["function", "version"]
         invocations = CounterMetricFamily(
-            "ember_invocations", "Invocations by outcome (throttles included).",
-            labels=[*labels, "outcome"])
+            "ember_invocations",
+            "Invocations by outcome (throttles included).",
+            labels=[*labels, "outcome"],
+        )
         errors = CounterMetricFamily(
-            "ember_errors", "Invocations that ended in a function error, timeout or platform fault.",
-            labels=labels)
+            "ember_errors",
+            "Invocations that ended in a function error, timeout or platform fault.",
+            labels=labels,
+        )
         error_types = CounterMetricFamily(
-            "ember_errors_by_type", "Errors by error type.", labels=[*labels, "error_type"])
-        throttles = CounterMetricFamily("ember_throttles", "Throttled invocations (429).", labels=labels)
-        cold = CounterMetricFamily("ember_cold_starts", "Invocations that started a new instance.",
-                                   labels=labels)
+            "ember_errors_by_type", "Errors by error type.", labels=[*labels, "error_type"]
+        )
+        throttles = CounterMetricFamily(
+            "ember_throttles", "Throttled invocations (429).", labels=labels
+        )
+        cold = CounterMetricFamily(
+            "ember_cold_starts", "Invocations that started a new instance.", labels=labels
+        )
         billed = CounterMetricFamily("ember_billed_milliseconds", "Billed duration.", labels=labels)
         gb_s = CounterMetricFamily("ember_gb_seconds", "Billed GB-seconds.", labels=labels)
         duration = HistogramMetricFamily(
-            "ember_invocation_duration_seconds", "Handler duration.", labels=labels)
+            "ember_invocation_duration_seconds", "Handler duration.", labels=labels
+        )
         init = HistogramMetricFamily(
-            "ember_init_duration_seconds", "Runtime init duration on cold starts.", labels=labels)
+            "ember_init_duration_seconds", "Runtime init duration on cold starts.", labels=labels
+        )
         for (function, version), s in sorted(m.stats.items()):
             lv = [function, version]
             for outcome, count in s.outcomes.items():
@@ -231,12 +259,15 @@ class _Collector(Collector):
         yield from (invocations, errors, error_types, throttles, cold, billed, gb_s, duration, init)
 
         concurrent = GaugeMetricFamily(
-            "ember_concurrent_executions", "Invocations running now, account-wide.")
+            "ember_concurrent_executions", "Invocations running now, account-wide."
+        )
         concurrent.add_metric([], m.limiter.in_flight)
         yield concurrent
         per_function = GaugeMetricFamily(
-            "ember_function_concurrent_executions", "Busy instances per function version.",
-            labels=labels)
+            "ember_function_concurrent_executions",
+            "Busy instances per function version.",
+            labels=labels,
+        )
         busy: dict[tuple[str, str], int] = {}
         for key, group in m.pool.groups.items():
             k = (key.name, key.version)
@@ -246,16 +277,25 @@ class _Collector(Collector):
         yield per_function
 
         stats = m.dispatcher.stats()
-        depth = GaugeMetricFamily("ember_async_queue_depth", "Asynchronous events waiting.",
-                                  labels=["function"])
-        age = GaugeMetricFamily("ember_async_queue_oldest_age_seconds",
-                                "Age of the oldest waiting asynchronous event.", labels=["function"])
-        in_flight = GaugeMetricFamily("ember_async_in_flight", "Asynchronous attempts running.",
-                                      labels=["function"])
-        finished = CounterMetricFamily("ember_async_events", "Asynchronous events finished, by result.",
-                                       labels=["function", "result"])
-        retries = CounterMetricFamily("ember_async_retries", "Asynchronous attempts retried.",
-                                      labels=["function"])
+        depth = GaugeMetricFamily(
+            "ember_async_queue_depth", "Asynchronous events waiting.", labels=["function"]
+        )
+        age = GaugeMetricFamily(
+            "ember_async_queue_oldest_age_seconds",
+            "Age of the oldest waiting asynchronous event.",
+            labels=["function"],
+        )
+        in_flight = GaugeMetricFamily(
+            "ember_async_in_flight", "Asynchronous attempts running.", labels=["function"]
+        )
+        finished = CounterMetricFamily(
+            "ember_async_events",
+            "Asynchronous events finished, by result.",
+            labels=["function", "result"],
+        )
+        retries = CounterMetricFamily(
+            "ember_async_retries", "Asynchronous attempts retried.", labels=["function"]
+        )
         for function, row in sorted(stats.items()):
             depth.add_metric([function], row.queued)
             age.add_metric([function], row.oldest_age_s)
@@ -266,23 +306,33 @@ class _Collector(Collector):
             finished.add_metric([function, "expired"], row.expired)
         yield from (depth, age, in_flight, finished, retries)
         deliveries = CounterMetricFamily(
-            "ember_destination_deliveries", "Invocation records sent to destinations.",
-            labels=["function", "destination"])
+            "ember_destination_deliveries",
+            "Invocation records sent to destinations.",
+            labels=["function", "destination"],
+        )
         for (function, kind), count in sorted(m.dispatcher.destination_deliveries.items()):
             deliveries.add_metric([function, kind], count)
         yield deliveries
 
-        blank = GaugeMetricFamily("ember_sandbox_pool_blank", "Blank sandboxes ready to be claimed.")
+        blank = GaugeMetricFamily(
+            "ember_sandbox_pool_blank", "Blank sandboxes ready to be claimed."
+        )
         blank.add_metric([], m.sandboxes.blank_count())
-        sandboxes = CounterMetricFamily("ember_sandboxes_created", "Sandboxes built (blank or on demand).")
+        sandboxes = CounterMetricFamily(
+            "ember_sandboxes_created", "Sandboxes built (blank or on demand)."
+        )
         sandboxes.add_metric([], m.sandboxes.created)
         created = CounterMetricFamily("ember_instances_created", "Function instances started.")
         created.add_metric([], m.pool.created)
         destroyed = CounterMetricFamily(
-            "ember_instances_destroyed", "Function instances destroyed (idle expiry, errors, retirement).")
+            "ember_instances_destroyed",
+            "Function instances destroyed (idle expiry, errors, retirement).",
+        )
         destroyed.add_metric([], m.pool.destroyed)
         live = GaugeMetricFamily("ember_instances_live", "Function instances alive.")
         live.add_metric([], len(m.pool.live))
-        idle = GaugeMetricFamily("ember_instances_idle", "Warm instances waiting for an invocation.")
+        idle = GaugeMetricFamily(
+            "ember_instances_idle", "Warm instances waiting for an invocation."
+        )
         idle.add_metric([], m.pool.idle_count())
         yield from (blank, sandboxes, created, destroyed, live, idle)

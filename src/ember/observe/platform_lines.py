@@ -62,7 +62,9 @@ def _record(kind: str, at_ms: int, record: dict[str, object]) -> str:
     return orjson.dumps({"time": when, "type": kind, "record": record}).decode()
 
 
-def init_start_json(at_ms: int, runtime: str, version: str, region: str, function: str, function_version: str) -> str:
+def init_start_json(
+    at_ms: int, runtime: str, version: str, region: str, function: str, function_version: str
+) -> str:
     return _record(
         "platform.initStart",
         at_ms,

@@ -35,9 +35,21 @@ METRIC_UNITS = {
 }
 
 _COLUMNS = (
-    "invocations", "errors", "throttles", "faults", "cold_starts", "duration_sum", "duration_min",
-    "duration_max", "duration_n", "init_sum", "init_n", "concurrency", "function_concurrency",
-    "billed_ms", "mb_ms",
+    "invocations",
+    "errors",
+    "throttles",
+    "faults",
+    "cold_starts",
+    "duration_sum",
+    "duration_min",
+    "duration_max",
+    "duration_n",
+    "init_sum",
+    "init_n",
+    "concurrency",
+    "function_concurrency",
+    "billed_ms",
+    "mb_ms",
 )
 
 
@@ -217,7 +229,11 @@ class MinuteSeries:
 
     def versions(self, since_minute: int) -> set[tuple[str, str]]:
         """(function, version) pairs with data since `since_minute`."""
-        return {(fn, ver) for fn, ver, minute in self.buckets if fn != ACCOUNT and minute >= since_minute}
+        return {
+            (fn, ver)
+            for fn, ver, minute in self.buckets
+            if fn != ACCOUNT and minute >= since_minute
+        }
 
     def account_concurrency(self, start_minute: int, end_minute: int) -> dict[int, int]:
         return {

@@ -45,7 +45,9 @@ class StoreWriter:
         self._acker: threading.Thread | None = None
         self._closing = False
 
-    def register(self, kind: str, stored: Callable[[int], None], fallback: Callable[[Any], None]) -> None:
+    def register(
+        self, kind: str, stored: Callable[[int], None], fallback: Callable[[Any], None]
+    ) -> None:
         """`stored(seq)` when the process acknowledges; `fallback(payload)` to store it here."""
         self._handlers[kind] = (stored, fallback)
 

@@ -23,7 +23,9 @@ _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 _ROOT = re.compile(r"^1-([0-9a-f]{8})-([0-9a-f]{24})$")
 # The form Ember itself writes (and boto3 in a function sends back): parsed in one match.
-_CANONICAL = re.compile(r"Root=1-([0-9a-f]{8})-([0-9a-f]{24})(?:;Parent=([0-9a-f]{16}))?;Sampled=([01])\Z")
+_CANONICAL = re.compile(
+    r"Root=1-([0-9a-f]{8})-([0-9a-f]{24})(?:;Parent=([0-9a-f]{16}))?;Sampled=([01])\Z"
+)
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 
 INVOCATION = "invocation"  # the phase names whose span ids are derived
@@ -127,7 +129,9 @@ def from_headers(xray: str | None, traceparent: str | None) -> str:
 
 def span_id(request_id: str, received: float, phase: str) -> str:
     """The id of one phase's span of one invocation (attempt): 16 hex, never zero."""
-    digest = hashlib.blake2b(f"{request_id}|{received!r}|{phase}".encode(), digest_size=8).hexdigest()
+    digest = hashlib.blake2b(
+        f"{request_id}|{received!r}|{phase}".encode(), digest_size=8
+    ).hexdigest()
     return digest if digest != "0" * 16 else "0" * 15 + "1"
 
 

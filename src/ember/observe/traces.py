@@ -147,23 +147,49 @@ def spans_of(inv: Invocation) -> list[Span]:
     if inv.error_type:
         attributes["ember.error_type"] = inv.error_type
     spans = [
-        Span(inv.trace_id, root, inv.parent_id, inv.function, trace_ids.INVOCATION, start, end,
-             inv.function, rid, error, attributes)
+        Span(
+            inv.trace_id,
+            root,
+            inv.parent_id,
+            inv.function,
+            trace_ids.INVOCATION,
+            start,
+            end,
+            inv.function,
+            rid,
+            error,
+            attributes,
+        )
     ]
     if inv.outcome in ("throttle", "fault"):
         return spans
 
-    def child(phase: str, name: str, begin: float, finish: float, parent: str = root,
-              failed: str | None = None) -> Span:
-        return Span(inv.trace_id, sid(phase), parent, name, phase, begin, finish, inv.function, rid, failed)
+    def child(
+        phase: str,
+        name: str,
+        begin: float,
+        finish: float,
+        parent: str = root,
+        failed: str | None = None,
+    ) -> Span:
+        return Span(
+            inv.trace_id, sid(phase), parent, name, phase, begin, finish, inv.function, rid, failed
+        )
 
     if inv.queue_wait_ms is not None:
         spans.append(child(trace_ids.QUEUE, "queue wait", start, received))
     claim = child(trace_ids.CLAIM, "cold start" if inv.cold else "claim", received, handler_start)
     spans.append(claim)
     if inv.cold and inv.init_ms is not None:
-        spans.append(child(trace_ids.INIT, "init", handler_start - inv.init_ms / 1000, handler_start,
-                           claim.span_id))
+        spans.append(
+            child(
+                trace_ids.INIT,
+                "init",
+                handler_start - inv.init_ms / 1000,
+                handler_start,
+                claim.span_id,
+            )
+        )
     spans.append(child(trace_ids.HANDLER, "handler", handler_start, end, failed=error))
     return spans
 
@@ -191,10 +217,16 @@ class TraceStore:
                 c.execute("ROLLBACK")
                 raise
 
-    def prune(self, now: float, retention_s: float = RETENTION_S, keep: int = MAX_INVOCATIONS) -> int:
+    def prune(
+        self, now: float, retention_s: float = RETENTION_S, keep: int = MAX_INVOCATIONS
+    ) -> int:
         c = self._writer
-        removed = c.execute("DELETE FROM invocations WHERE received < ?", (now - retention_s,)).rowcount
-        row = c.execute("SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)).fetchone()
+        removed = c.execute(
+            "DELETE FROM invocations WHERE received < ?", (now - retention_s,)
+        ).rowcount
+        row = c.execute(
+            "SELECT id FROM invocations ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)
+        ).fetchone()
         if row is not None:
             removed += c.execute("DELETE FROM invocations WHERE id <= ?", (row[0],)).rowcount
         return int(removed)
@@ -205,7 +237,8 @@ class TraceStore:
 
     def invocations(self, trace_id: str) -> list[Invocation]:
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM invocations WHERE trace_id = ? ORDER BY received, id", (trace_id,)
+            f"SELECT {_COLUMNS} FROM invocations WHERE trace_id = ? ORDER BY received, id",
+            (trace_id,),
         )
         return [Invocation(*row) for row in rows]
 
@@ -275,15 +308,25 @@ class _OtlpExport:
         sampled = TraceFlags(TraceFlags.SAMPLED)
         for span in spans:
             trace = int(span.trace_id, 16)
-            context = SpanContext(trace, int(span.span_id, 16), is_remote=False, trace_flags=sampled)
+            context = SpanContext(
+                trace, int(span.span_id, 16), is_remote=False, trace_flags=sampled
+            )
             parent = None
             if span.parent_id:
-                parent = SpanContext(trace, int(span.parent_id, 16), is_remote=True, trace_flags=sampled)
+                parent = SpanContext(
+                    trace, int(span.parent_id, 16), is_remote=True, trace_flags=sampled
+                )
             if span.phase == trace_ids.INVOCATION:
-                kind = SpanKind.CONSUMER if span.attributes.get("ember.invocation_type") == "Event" else SpanKind.SERVER
+                kind = (
+                    SpanKind.CONSUMER
+                    if span.attributes.get("ember.invocation_type") == "Event"
+                    else SpanKind.SERVER
+                )
             else:
                 kind = SpanKind.INTERNAL
-            status = Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
+            status = (
+                Status(StatusCode.ERROR, span.error) if span.error else Status(StatusCode.UNSET)
+            )
             self.processor.on_end(
                 ReadableSpan(
                     span.name,
@@ -302,11 +345,15 @@ class _OtlpExport:
     def shutdown(self, timeout_s: float = SHUTDOWN_FLUSH_S) -> None:
         """Send what is queued, waiting at most `timeout_s` (a collector that is down must not
         hold up the server's exit: shutting the exporter down ends its retries)."""
-        stopping = threading.Thread(target=self.processor.shutdown, name="ember-otlp-stop", daemon=True)
+        stopping = threading.Thread(
+            target=self.processor.shutdown, name="ember-otlp-stop", daemon=True
+        )
         stopping.start()
         stopping.join(timeout_s)
         if stopping.is_alive():
-            log.warning("the OTLP collector did not take the last spans in %.0f s; dropped", timeout_s)
+            log.warning(
+                "the OTLP collector did not take the last spans in %.0f s; dropped", timeout_s
+            )
             self.exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
@@ -324,7 +371,9 @@ def otlp_configured(endpoint: str | None) -> bool:
 class TraceRecorder:
     """The invoker hook (`record`) and the thread that stores and exports what it collected."""
 
-    def __init__(self, path: Path, otlp_endpoint: str | None = None, writer: StoreWriter | None = None) -> None:
+    def __init__(
+        self, path: Path, otlp_endpoint: str | None = None, writer: StoreWriter | None = None
+    ) -> None:
         self.store = TraceStore(path)
         self.otlp = _OtlpExport(otlp_endpoint) if otlp_configured(otlp_endpoint) else None
         # Without an OTLP export, reports are turned into rows and stored by the writer

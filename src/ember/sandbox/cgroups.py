@@ -178,7 +178,9 @@ class V1Cgroup:
         # Only what changes is written: a claim of a blank built with the same size writes
         # nothing. memory.memsw is left alone: without swap it only slows the OOM killer down.
         if getattr(self, "memory_mb", None) != memory_mb:
-            self.files.write(self.dirs["memory"] / "memory.limit_in_bytes", b"%d" % (memory_mb * 1024 * 1024))
+            self.files.write(
+                self.dirs["memory"] / "memory.limit_in_bytes", b"%d" % (memory_mb * 1024 * 1024)
+            )
         if getattr(self, "shares", None) != INIT_SHARES:
             self.files.write(self.dirs["cpu"] / "cpu.shares", b"%d" % INIT_SHARES)
         self.memory_mb = memory_mb
@@ -190,7 +192,9 @@ class V1Cgroup:
     def limit_cpu(self) -> None:
         self.shares = cpu_shares(self.memory_mb)
         self.files.write(self.dirs["cpu"] / "cpu.shares", b"%d" % self.shares)
-        self.files.write(self.dirs["cpu"] / "cpu.cfs_quota_us", b"%d" % cpu_quota_us(self.memory_mb))
+        self.files.write(
+            self.dirs["cpu"] / "cpu.cfs_quota_us", b"%d" % cpu_quota_us(self.memory_mb)
+        )
 
     def freeze(self) -> None:
         self.files.write(self.dirs["freezer"] / "freezer.state", b"FROZEN")
@@ -289,7 +293,10 @@ class V2Cgroup:
             _write(self.path / "memory.swap.max", "0")
         _write(self.path / "pids.max", str(pids_max))
         self.files.open_for_writing(
-            self.path / "memory.max", self.path / "cpu.weight", self.path / "cpu.max", self.path / "cgroup.freeze"
+            self.path / "memory.max",
+            self.path / "cpu.weight",
+            self.path / "cpu.max",
+            self.path / "cgroup.freeze",
         )
         with contextlib.suppress(OSError, ValueError):  # opens what every invocation reads
             self.peak_memory_bytes()
@@ -310,7 +317,9 @@ class V2Cgroup:
     def limit_cpu(self) -> None:
         self.shares = cpu_shares(self.memory_mb)
         self.files.write(self.path / "cpu.weight", b"%d" % _weight(self.shares))
-        self.files.write(self.path / "cpu.max", b"%d %d" % (cpu_quota_us(self.memory_mb), CPU_PERIOD_US))
+        self.files.write(
+            self.path / "cpu.max", b"%d %d" % (cpu_quota_us(self.memory_mb), CPU_PERIOD_US)
+        )
 
     def freeze(self) -> None:
         self.files.write(self.path / "cgroup.freeze", b"1")
@@ -371,7 +380,9 @@ class V2Driver:
         wanted = [c for c in ("memory", "cpu", "pids") if c in available]
         missing = {"memory", "cpu", "pids"} - set(wanted)
         if missing:
-            raise RuntimeError(f"cgroup v2 at {root} lacks controllers: {', '.join(sorted(missing))}")
+            raise RuntimeError(
+                f"cgroup v2 at {root} lacks controllers: {', '.join(sorted(missing))}"
+            )
         _write(root / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
         _write(self.parent / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
 

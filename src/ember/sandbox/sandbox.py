@@ -169,7 +169,8 @@ class SandboxManager:
         except (TmpDiskUnavailable, OSError) as exc:
             log.warning(
                 "/tmp stays in memory (a tmpfs counted against each function's MemorySize), "
-                "not on disk: %s", exc,
+                "not on disk: %s",
+                exc,
             )
             return None
         return disks
@@ -290,9 +291,13 @@ class SandboxManager:
         zygote/prefault.py); one built for a claim already waiting skips that. Its /tmp disk,
         if on disk, is made meanwhile (the blank waits for it before it hands over)."""
         sandbox_id = uuid.uuid4().hex[:16]
-        making = self._disk_maker.submit(self.tmp_disks.create) if self.tmp_disks is not None else None
+        making = (
+            self._disk_maker.submit(self.tmp_disks.create) if self.tmp_disks is not None else None
+        )
         try:
-            cgroup = await asyncio.to_thread(self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max)
+            cgroup = await asyncio.to_thread(
+                self.driver.create, sandbox_id, BLANK_MEMORY_MB, self.pids_max
+            )
         except BaseException:
             await _discard_disk(making)
             raise

@@ -21,17 +21,54 @@ from dataclasses import dataclass
 import pyseccomp
 
 DENIED = (
-    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsmount",
-    "fsconfig", "fspick", "mount_setattr",
-    "unshare", "setns",
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
-    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-    "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
-    "keyctl", "add_key", "request_key",
-    "swapon", "swapoff", "reboot", "syslog", "acct", "quotactl",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
-    "sethostname", "setdomainname", "iopl", "ioperm",
-    "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "nfsservctl",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsmount",
+    "fsconfig",
+    "fspick",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "syslog",
+    "acct",
+    "quotactl",
+    "settimeofday",
+    "clock_settime",
+    "clock_adjtime",
+    "adjtimex",
+    "sethostname",
+    "setdomainname",
+    "iopl",
+    "ioperm",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "lookup_dcookie",
+    "nfsservctl",
 )
 
 CLAIM_CALLS = ("mount",)  # a claim binds the code and hides the other packages (no unmount)
@@ -56,7 +93,9 @@ class SeccompPrograms:
 def build_programs() -> SeccompPrograms:
     blank = _deny([name for name in DENIED if name not in CLAIM_CALLS])
     for flag in NEW_NAMESPACE_FLAGS:
-        blank.add_rule(pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag))
+        blank.add_rule(
+            pyseccomp.ERRNO(errno.EPERM), "clone", pyseccomp.Arg(0, pyseccomp.MASKED_EQ, flag, flag)
+        )
     # clone3 passes flags in memory where seccomp cannot look: make libc fall back to clone.
     blank.add_rule(pyseccomp.ERRNO(errno.ENOSYS), "clone3")
     return SeccompPrograms(blank=_export(blank), claimed=_export(_deny(CLAIM_CALLS)))

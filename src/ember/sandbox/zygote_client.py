@@ -101,9 +101,7 @@ class Zygote:
         assert self._control is not None
         data = self._control.recv(MAX_MESSAGE)
         if not data:
-            raise ZygoteError(
-                f"zygote for {self.interpreter} exited; see {self.log_path}"
-            )
+            raise ZygoteError(f"zygote for {self.interpreter} exited; see {self.log_path}")
         result: dict[str, Any] = json.loads(data)
         return result
 

@@ -42,9 +42,13 @@ class Store(Protocol):
     def forget_code_packages(self, shas: list[str]) -> None:
         """Drop the records of packages whose zips were garbage-collected."""
 
-    def put_event_config(self, function: str, qualifier: str, config: dict[str, Any], now: float) -> None: ...
+    def put_event_config(
+        self, function: str, qualifier: str, config: dict[str, Any], now: float
+    ) -> None: ...
 
-    def get_event_config(self, function: str, qualifier: str) -> tuple[dict[str, Any], float] | None: ...
+    def get_event_config(
+        self, function: str, qualifier: str
+    ) -> tuple[dict[str, Any], float] | None: ...
 
     def delete_event_config(self, function: str, qualifier: str) -> bool: ...
 
@@ -53,7 +57,10 @@ class Store(Protocol):
     # -- versions, aliases, concurrency (0003) --
 
     def publish_version(
-        self, latest: FunctionRecord, expected_revision: str | None, make: Callable[[FunctionRecord, str], FunctionRecord]
+        self,
+        latest: FunctionRecord,
+        expected_revision: str | None,
+        make: Callable[[FunctionRecord, str], FunctionRecord],
     ) -> FunctionRecord:
         """Store `make(latest, <next number>)` atomically; PreconditionFailed when $LATEST's
         revision is no longer `expected_revision` (or `latest`'s)."""
@@ -63,7 +70,9 @@ class Store(Protocol):
     def list_versions(self, name: str, after: int, limit: int) -> list[FunctionRecord]:
         """$LATEST (order -1) then published versions by number, those after `after`."""
 
-    def list_all_versions(self, after: tuple[str, int] | None, limit: int) -> list[FunctionRecord]: ...
+    def list_all_versions(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> list[FunctionRecord]: ...
 
     def delete_version(self, name: str, version: str) -> bool:
         """ResourceConflict while an alias routes to the version."""
@@ -91,7 +100,9 @@ class Store(Protocol):
     def get_policy(self, function: str, qualifier: str) -> tuple[list[dict[str, Any]], str] | None:
         """(statements, revision id), or None when the function has no policy there."""
 
-    def put_policy(self, function: str, qualifier: str, statements: list[dict[str, Any]], revision_id: str) -> None:
+    def put_policy(
+        self, function: str, qualifier: str, statements: list[dict[str, Any]], revision_id: str
+    ) -> None:
         """Replace the policy; an empty statement list deletes it."""
 
     def get_tags(self, function: str) -> dict[str, str]: ...
@@ -104,7 +115,9 @@ class Store(Protocol):
         """Insert or replace (url_id, function, qualifier, config, created, last_modified);
         raises ResourceConflict when (function, qualifier) already has another URL."""
 
-    def get_function_url(self, url_id: str) -> tuple[str, str, str, dict[str, Any], float, float] | None: ...
+    def get_function_url(
+        self, url_id: str
+    ) -> tuple[str, str, str, dict[str, Any], float, float] | None: ...
 
     def find_function_urls(
         self, function: str, qualifier: str | None = None
@@ -128,7 +141,9 @@ class Store(Protocol):
     def get_layer_policy(self, name: str, version: int) -> tuple[list[dict[str, Any]], str] | None:
         """(statements, revision id) of an existing layer version; None when it does not exist."""
 
-    def put_layer_policy(self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str) -> None: ...
+    def put_layer_policy(
+        self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str
+    ) -> None: ...
 
     # -- access keys (0006) --
 

@@ -50,7 +50,9 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection, lock: AbstractContextManager[Any]) -> Iterator[sqlite3.Connection]:
+def transaction(
+    conn: sqlite3.Connection, lock: AbstractContextManager[Any]
+) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE … COMMIT under `lock`, rolled back on any error."""
     with lock:
         conn.execute("BEGIN IMMEDIATE")
@@ -69,7 +71,9 @@ def is_disk_full(exc: BaseException) -> bool:
     """Whether a write failed because the disk is full (SQLite's SQLITE_FULL, or ENOSPC/EDQUOT)."""
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
-        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(exc)
+        return (code is not None and code & 0xFF == sqlite3.SQLITE_FULL) or "disk is full" in str(
+            exc
+        )
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -93,7 +97,9 @@ class CodeReferences:
 
     zips: set[str] = field(default_factory=set)
     task_trees: set[tuple[str, str]] = field(default_factory=set)  # (code sha256, runtime)
-    layer_trees: set[tuple[tuple[str, ...], str]] = field(default_factory=set)  # (layer shas, runtime)
+    layer_trees: set[tuple[tuple[str, ...], str]] = field(
+        default_factory=set
+    )  # (layer shas, runtime)
 
 
 def migrate(c: sqlite3.Connection, kind: str) -> None:
@@ -116,7 +122,9 @@ class SqliteStore:
     Reads and metadata writes take microseconds, so the event loop calls them directly.
     """
 
-    def __init__(self, path: Path, watch: DataFileWatch | None = None, reserve: SpaceReserve | None = None) -> None:
+    def __init__(
+        self, path: Path, watch: DataFileWatch | None = None, reserve: SpaceReserve | None = None
+    ) -> None:
         self._path = path
         self._conn = connect(path)
         self._lock = threading.RLock()
@@ -222,8 +230,15 @@ class SqliteStore:
         def work(c: sqlite3.Connection) -> bool:
             cur = c.execute("DELETE FROM functions WHERE name = ?", (name,))
             c.execute("DELETE FROM event_invoke_configs WHERE function = ?", (name,))
-            for table in ("version_counters", "aliases", "reserved_concurrency", "provisioned_concurrency",
-                          "function_policies", "function_tags", "function_urls"):
+            for table in (
+                "version_counters",
+                "aliases",
+                "reserved_concurrency",
+                "provisioned_concurrency",
+                "function_policies",
+                "function_tags",
+                "function_urls",
+            ):
                 c.execute(f"DELETE FROM {table} WHERE function = ?", (name,))
             return cur.rowcount > 0
 
@@ -240,13 +255,17 @@ class SqliteStore:
     # -- versions ----------------------------------------------------------------------------
 
     def publish_version(
-        self, latest: FunctionRecord, expected_revision: str | None, make: Callable[[FunctionRecord, str], FunctionRecord]
+        self,
+        latest: FunctionRecord,
+        expected_revision: str | None,
+        make: Callable[[FunctionRecord, str], FunctionRecord],
     ) -> FunctionRecord:
         """Snapshot `latest` as the next version number (`make` builds the version's record);
         refused with PreconditionFailed when $LATEST's revision is not `expected_revision`."""
         with self._tx() as c:
             row = c.execute(
-                "SELECT revision_id FROM functions WHERE name = ? AND version = ?", (latest.name, LATEST)
+                "SELECT revision_id FROM functions WHERE name = ? AND version = ?",
+                (latest.name, LATEST),
             ).fetchone()
             if row is None:
                 raise ResourceNotFound(f"Function not found: {latest.name}")
@@ -255,7 +274,9 @@ class SqliteStore:
                     "The Revision Id provided does not match the latest Revision Id. "
                     "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
                 )
-            found = c.execute("SELECT last FROM version_counters WHERE function = ?", (latest.name,)).fetchone()
+            found = c.execute(
+                "SELECT last FROM version_counters WHERE function = ?", (latest.name,)
+            ).fetchone()
             number = (found[0] if found else 0) + 1
             c.execute(
                 "INSERT INTO version_counters (function, last) VALUES (?, ?)"
@@ -304,7 +325,8 @@ class SqliteStore:
             users = [
                 alias
                 for alias, primary, weights in c.execute(
-                    "SELECT name, version, weights FROM aliases WHERE function = ? ORDER BY name", (name,)
+                    "SELECT name, version, weights FROM aliases WHERE function = ? ORDER BY name",
+                    (name,),
                 ).fetchall()
                 if primary == version or version in orjson.loads(weights)
             ]
@@ -313,8 +335,14 @@ class SqliteStore:
                     f"Unable to delete version because the following aliases reference it: [{', '.join(users)}]"
                 )
             cur = c.execute("DELETE FROM functions WHERE name = ? AND version = ?", (name, version))
-            c.execute("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", (name, version))
-            c.execute("DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (name, version))
+            c.execute(
+                "DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?",
+                (name, version),
+            )
+            c.execute(
+                "DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?",
+                (name, version),
+            )
             return cur.rowcount > 0
 
         return self._freeing(work)
@@ -344,12 +372,14 @@ class SqliteStore:
         with self._tx() as c:
             for version in (alias.version, *alias.weights):
                 found = c.execute(
-                    "SELECT 1 FROM functions WHERE name = ? AND version = ?", (alias.function, version)
+                    "SELECT 1 FROM functions WHERE name = ? AND version = ?",
+                    (alias.function, version),
                 ).fetchone()
                 if found is None:
                     raise ResourceNotFound(f"Function not found: {alias.function}:{version}")
             row = c.execute(
-                "SELECT revision_id FROM aliases WHERE function = ? AND name = ?", (alias.function, alias.name)
+                "SELECT revision_id FROM aliases WHERE function = ? AND name = ?",
+                (alias.function, alias.name),
             ).fetchone()
             if create and row is not None:
                 raise ResourceConflict(f"Alias already exists: {alias.function}:{alias.name}")
@@ -379,8 +409,14 @@ class SqliteStore:
     def delete_alias(self, function: str, name: str) -> bool:
         with self._tx() as c:
             cur = c.execute("DELETE FROM aliases WHERE function = ? AND name = ?", (function, name))
-            c.execute("DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?", (function, name))
-            c.execute("DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (function, name))
+            c.execute(
+                "DELETE FROM event_invoke_configs WHERE function = ? AND qualifier = ?",
+                (function, name),
+            )
+            c.execute(
+                "DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?",
+                (function, name),
+            )
             return cur.rowcount > 0
 
     # -- concurrency -------------------------------------------------------------------------
@@ -399,7 +435,9 @@ class SqliteStore:
 
     def reserved_concurrency(self) -> dict[str, int]:
         with self._lock:
-            rows = self._conn.execute("SELECT function, reserved FROM reserved_concurrency").fetchall()
+            rows = self._conn.execute(
+                "SELECT function, reserved FROM reserved_concurrency"
+            ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
     def put_provisioned(self, config: ProvisionedConfig) -> None:
@@ -414,7 +452,8 @@ class SqliteStore:
     def delete_provisioned(self, function: str, qualifier: str) -> bool:
         with self._tx() as c:
             cur = c.execute(
-                "DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?", (function, qualifier)
+                "DELETE FROM provisioned_concurrency WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
             )
             return cur.rowcount > 0
 
@@ -425,7 +464,9 @@ class SqliteStore:
             if function is None:
                 rows = self._conn.execute(query + " ORDER BY function, qualifier").fetchall()
             else:
-                rows = self._conn.execute(query + " WHERE function = ? ORDER BY qualifier", (function,)).fetchall()
+                rows = self._conn.execute(
+                    query + " WHERE function = ? ORDER BY qualifier", (function,)
+                ).fetchall()
         return [ProvisionedConfig(r[0], r[1], int(r[2]), float(r[3])) for r in rows]
 
     # -- code packages -----------------------------------------------------------------------
@@ -461,7 +502,11 @@ class SqliteStore:
     def forget_code_packages(self, shas: list[str]) -> None:
         """Drop the rows of packages whose zips were collected."""
         if shas:
-            self._freeing(lambda c: c.executemany("DELETE FROM code_packages WHERE sha256 = ?", [(s,) for s in shas]))
+            self._freeing(
+                lambda c: c.executemany(
+                    "DELETE FROM code_packages WHERE sha256 = ?", [(s,) for s in shas]
+                )
+            )
 
     def code_usage(self) -> tuple[int, int]:
         with self._lock:
@@ -476,7 +521,9 @@ class SqliteStore:
 
     # -- asynchronous invocation configs -----------------------------------------------------
 
-    def put_event_config(self, function: str, qualifier: str, config: dict[str, Any], now: float) -> None:
+    def put_event_config(
+        self, function: str, qualifier: str, config: dict[str, Any], now: float
+    ) -> None:
         with self._tx() as c:
             c.execute(
                 "INSERT INTO event_invoke_configs (function, qualifier, config, last_modified)"
@@ -485,7 +532,9 @@ class SqliteStore:
                 (function, qualifier, orjson.dumps(config).decode(), now),
             )
 
-    def get_event_config(self, function: str, qualifier: str) -> tuple[dict[str, Any], float] | None:
+    def get_event_config(
+        self, function: str, qualifier: str
+    ) -> tuple[dict[str, Any], float] | None:
         with self._lock:
             row = self._conn.execute(
                 "SELECT config, last_modified FROM event_invoke_configs"
@@ -521,11 +570,14 @@ class SqliteStore:
             ).fetchone()
         return (orjson.loads(row[0]), str(row[1])) if row else None
 
-    def put_policy(self, function: str, qualifier: str, statements: list[dict[str, Any]], revision_id: str) -> None:
+    def put_policy(
+        self, function: str, qualifier: str, statements: list[dict[str, Any]], revision_id: str
+    ) -> None:
         with self._tx() as c:
             if not statements:
                 c.execute(
-                    "DELETE FROM function_policies WHERE function = ? AND qualifier = ?", (function, qualifier)
+                    "DELETE FROM function_policies WHERE function = ? AND qualifier = ?",
+                    (function, qualifier),
                 )
                 return
             c.execute(
@@ -555,7 +607,8 @@ class SqliteStore:
     def untag(self, function: str, keys: list[str]) -> None:
         with self._tx() as c:
             c.executemany(
-                "DELETE FROM function_tags WHERE function = ? AND key = ?", [(function, k) for k in keys]
+                "DELETE FROM function_tags WHERE function = ? AND key = ?",
+                [(function, k) for k in keys],
             )
 
     # -- function URLs -----------------------------------------------------------------------
@@ -564,16 +617,26 @@ class SqliteStore:
 
     @staticmethod
     def _url_row(row: Any) -> tuple[str, str, str, dict[str, Any], float, float]:
-        return (str(row[0]), str(row[1]), str(row[2]), orjson.loads(row[3]), float(row[4]), float(row[5]))
+        return (
+            str(row[0]),
+            str(row[1]),
+            str(row[2]),
+            orjson.loads(row[3]),
+            float(row[4]),
+            float(row[5]),
+        )
 
     def put_function_url(self, url: tuple[str, str, str, dict[str, Any], float, float]) -> None:
         url_id, function, qualifier, config, created, modified = url
         with self._tx() as c:
             other = c.execute(
-                "SELECT url_id FROM function_urls WHERE function = ? AND qualifier = ?", (function, qualifier)
+                "SELECT url_id FROM function_urls WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
             ).fetchone()
             if other is not None and other[0] != url_id:
-                raise ResourceConflict(f"A function URL already exists for {function} ({qualifier or '$LATEST'})")
+                raise ResourceConflict(
+                    f"A function URL already exists for {function} ({qualifier or '$LATEST'})"
+                )
             c.execute(
                 f"INSERT INTO function_urls ({self._URL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (url_id) DO UPDATE SET config = excluded.config,"
@@ -581,7 +644,9 @@ class SqliteStore:
                 (url_id, function, qualifier, orjson.dumps(config).decode(), created, modified),
             )
 
-    def get_function_url(self, url_id: str) -> tuple[str, str, str, dict[str, Any], float, float] | None:
+    def get_function_url(
+        self, url_id: str
+    ) -> tuple[str, str, str, dict[str, Any], float, float] | None:
         with self._lock:
             row = self._conn.execute(
                 f"SELECT {self._URL_COLUMNS} FROM function_urls WHERE url_id = ?", (url_id,)
@@ -603,7 +668,8 @@ class SqliteStore:
     def delete_function_url(self, function: str, qualifier: str) -> bool:
         with self._tx() as c:
             cur = c.execute(
-                "DELETE FROM function_urls WHERE function = ? AND qualifier = ?", (function, qualifier)
+                "DELETE FROM function_urls WHERE function = ? AND qualifier = ?",
+                (function, qualifier),
             )
             return cur.rowcount > 0
 
@@ -638,13 +704,16 @@ class SqliteStore:
                 ).fetchall()
             else:
                 rows = self._conn.execute(
-                    "SELECT config FROM layer_versions WHERE name = ? ORDER BY version DESC", (name,)
+                    "SELECT config FROM layer_versions WHERE name = ? ORDER BY version DESC",
+                    (name,),
                 ).fetchall()
         return [LayerVersion.from_json(orjson.loads(r[0])) for r in rows]
 
     def delete_layer_version(self, name: str, version: int) -> bool:
         def work(c: sqlite3.Connection) -> bool:
-            cur = c.execute("DELETE FROM layer_versions WHERE name = ? AND version = ?", (name, version))
+            cur = c.execute(
+                "DELETE FROM layer_versions WHERE name = ? AND version = ?", (name, version)
+            )
             return cur.rowcount > 0
 
         return self._freeing(work)
@@ -657,7 +726,9 @@ class SqliteStore:
             ).fetchone()
         return (orjson.loads(row[0]), str(row[1])) if row else None
 
-    def put_layer_policy(self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str) -> None:
+    def put_layer_policy(
+        self, name: str, version: int, statements: list[dict[str, Any]], revision_id: str
+    ) -> None:
         with self._tx() as c:
             cur = c.execute(
                 "UPDATE layer_versions SET policy = ?, policy_revision = ? WHERE name = ? AND version = ?",
@@ -673,14 +744,16 @@ class SqliteStore:
     def get_access_key(self, access_key_id: str) -> AccessKey | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE access_key_id = ?", (access_key_id,)
+                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE access_key_id = ?",
+                (access_key_id,),
             ).fetchone()
         return AccessKey(*row) if row else None
 
     def first_access_key(self, kind: str) -> AccessKey | None:
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE kind = ? ORDER BY created LIMIT 1", (kind,)
+                f"SELECT {self._KEY_COLUMNS} FROM access_keys WHERE kind = ? ORDER BY created LIMIT 1",
+                (kind,),
             ).fetchone()
         return AccessKey(*row) if row else None
 
@@ -688,5 +761,11 @@ class SqliteStore:
         with self._tx() as c:
             c.execute(
                 f"INSERT INTO access_keys ({self._KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?)",
-                (key.access_key_id, key.secret_access_key, key.kind, key.session_token, key.created),
+                (
+                    key.access_key_id,
+                    key.secret_access_key,
+                    key.kind,
+                    key.session_token,
+                    key.created,
+                ),
             )

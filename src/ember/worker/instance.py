@@ -657,7 +657,11 @@ class Instance:
         if pending is None:
             return
         state = self._runtime_state() if check_runtime and not self.sandbox.destroyed else None
-        if patient and pending.patience > 0 and _look_again(state, self._cpu_grew(pending.cpu_ns)[0]):
+        if (
+            patient
+            and pending.patience > 0
+            and _look_again(state, self._cpu_grew(pending.cpu_ns)[0])
+        ):
             pending.patience -= 1
             self._freeze_timer = asyncio.get_running_loop().call_later(
                 self._freeze_delay, self._freeze_due

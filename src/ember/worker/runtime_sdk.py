@@ -51,7 +51,13 @@ async def precompile(executables: Iterable[str], sources: Iterable[str]) -> None
     for executable in executables:
         try:
             process = await asyncio.create_subprocess_exec(
-                executable, "-m", "compileall", "-q", "-j", "0", *paths,
+                executable,
+                "-m",
+                "compileall",
+                "-q",
+                "-j",
+                "0",
+                *paths,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.DEVNULL,
                 preexec_fn=lambda: os.nice(10),

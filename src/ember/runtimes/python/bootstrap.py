@@ -388,9 +388,7 @@ def _log_error(doc: ErrorDocument) -> None:
 # -- results -------------------------------------------------------------------------------
 
 _DECIMAL_TAG = "\x00ember-decimal-%s:" % os.urandom(6).hex()
-_DECIMAL_TAGGED = re.compile(
-    '"%s([^"\\\\]*)\\\\u0000"' % re.escape(json.dumps(_DECIMAL_TAG)[1:-1])
-)
+_DECIMAL_TAGGED = re.compile('"%s([^"\\\\]*)\\\\u0000"' % re.escape(json.dumps(_DECIMAL_TAG)[1:-1]))
 
 
 class _Encoder(json.JSONEncoder):
@@ -482,4 +480,6 @@ def main(fd: int, spec: dict[str, Any]) -> None:
         _Output.end_of_output(marker, request_id)
         if error is not None:
             payload = json.dumps(error).encode()
-        channel.write({"type": "result", "request_id": request_id, "error": error is not None}, payload)
+        channel.write(
+            {"type": "result", "request_id": request_id, "error": error is not None}, payload
+        )

@@ -118,8 +118,12 @@ def _hand_over(instance_fd: int, listener: socket.socket | None) -> None:
 
 
 def _run_inner(
-    spec: dict[str, Any], filters: Filters, runtime: Runtime, runtime_dir: str,
-    instance_fd: int, log_fd: int,
+    spec: dict[str, Any],
+    filters: Filters,
+    runtime: Runtime,
+    runtime_dir: str,
+    instance_fd: int,
+    log_fd: int,
 ) -> NoReturn:
     """PID 1 of the sandbox: wait blank until claimed, finish the jail, run the runtime."""
     try:
@@ -195,8 +199,12 @@ def _localize(spec: dict[str, Any]) -> None:
 
 
 def _spawn(
-    spec: dict[str, Any], fds: list[int], filters: Filters, runtime: Runtime,
-    runtime_dir: str, control: socket.socket,
+    spec: dict[str, Any],
+    fds: list[int],
+    filters: Filters,
+    runtime: Runtime,
+    runtime_dir: str,
+    control: socket.socket,
 ) -> dict[str, Any]:
     instance_fd, log_fd = fds
     _localize(spec)
@@ -243,7 +251,9 @@ def main() -> None:
     jail.prctl(jail.PR_SET_PDEATHSIG, signal.SIGKILL)
     jail.prctl(jail.PR_SET_CHILD_SUBREAPER, 1)  # sandboxes' PID 1s are re-parented to us
     config: dict[str, Any] = json.loads(control.recv(MAX_MESSAGE))
-    filters = Filters(bytes.fromhex(config["seccomp_blank"]), bytes.fromhex(config["seccomp_claimed"]))
+    filters = Filters(
+        bytes.fromhex(config["seccomp_blank"]), bytes.fromhex(config["seccomp_claimed"])
+    )
     runtime_dir = layout.RUNTIME
     sys.path.insert(0, runtime_dir)
     runtime = cast(Runtime, __import__(config["runtime_module"]))

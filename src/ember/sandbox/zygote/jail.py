@@ -80,8 +80,13 @@ MOVE_MOUNT_F_EMPTY_PATH = 4
 # the scheduler's view of every task on the host. Files get /dev/null bound over them,
 # directories an empty read-only tmpfs; those this kernel lacks are skipped.
 MASKED_FILES = (
-    "/proc/cmdline", "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
-    "/proc/latency_stats", "/proc/timer_stats",
+    "/proc/cmdline",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
 )
 MASKED_DIRS = ("/proc/acpi", "/proc/scsi", "/proc/asound")
 
@@ -363,7 +368,13 @@ def _mask_proc() -> None:
             mount("/dev/null", path, None, MS_BIND)
     for path in MASKED_DIRS:
         if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555")
+            mount(
+                "tmpfs",
+                path,
+                "tmpfs",
+                MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                "size=4k,mode=0555",
+            )
 
 
 def attach_tmp_disk(mount_fd: int) -> None:
@@ -372,7 +383,9 @@ def attach_tmp_disk(mount_fd: int) -> None:
     unmounted, and its loop device lets go of its (already deleted) image."""
     flags = ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)
     try:
-        result = _libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), b"/tmp", flags)
+        result = _libc.syscall(
+            _SYS_MOVE_MOUNT, ctypes.c_int(mount_fd), b"", ctypes.c_int(AT_FDCWD), b"/tmp", flags
+        )
         _check(result, "move_mount /tmp")
     finally:
         os.close(mount_fd)
@@ -390,7 +403,13 @@ def claim(task_subdir: str, tmp_mb: int | None, opt_subdir: str | None = None) -
         mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     # Hide the other packages under an empty read-only tmpfs: unmounting would be cleaner but
     # waits for an RCU grace period, 0.05 ms on an idle machine and 20-130 ms on a busy one.
-    mount("tmpfs", TASKS_MOUNT, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0")
+    mount(
+        "tmpfs",
+        TASKS_MOUNT,
+        "tmpfs",
+        MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "size=4k,mode=0",
+    )
     if tmp_mb is not None:
         mount(None, "/tmp", None, MS_REMOUNT | MS_NOSUID | MS_NODEV, "size=%dm,mode=1777" % tmp_mb)
 
